@@ -1,0 +1,318 @@
+"""The one in-memory shape every model trains on: the Netflix Prize splits as columns.
+
+Readers (netflix.py, movielens.py, tabular.py) return a :class:`RawPrize` with raw ids and
+absolute days; :func:`build` turns it into a :class:`PrizeData`:
+
+* dense contiguous ids (int32) for users and items, the raw ids kept in ``user_ids`` and
+  ``item_ids`` (index -> raw id);
+* the training ratings, probe included, as columns ``user, item, rating_x2, day``
+  (``rating_x2`` is twice the rating as uint8, so half stars are exact in one byte);
+* ``probe_rows``: the training rows of probe.txt, in probe.txt's order;
+* the qualifying pairs ``qual_user, qual_item, qual_day`` in qualifying.txt's order, and,
+  where known (generated splits, synthetic data), their withheld answers ``qual_rating``
+  and ``qual_part`` (0 quiz, 1 test);
+* ``by_user`` (training rows sorted by user, then item) with ``user_indptr``, and the CSR
+  ``nu_indptr, nu_items`` of N(u): every item u rated or was asked to rate (training,
+  probe and qualifying), Koren's implicit feedback.
+
+``day`` counts days since ``epoch``, the dataset's first date (1998-10-01 for Netflix data,
+when Netflix started collecting the ratings).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .fastio import DataFormatError, civil_from_days, days_from_civil
+
+NETFLIX_EPOCH = int(days_from_civil(np.array([1998]), np.array([10]), np.array([1]))[0])
+
+ARRAYS = (
+    "user", "item", "rating_x2", "day", "probe_rows",
+    "qual_user", "qual_item", "qual_day", "qual_rating", "qual_part",
+    "user_ids", "item_ids", "item_title", "item_year",
+    "by_user", "user_indptr", "nu_indptr", "nu_items",
+)
+
+
+@dataclass
+class RawPrize:
+    """What a reader returns: raw ids, ratings as floats, days since 1970-01-01."""
+
+    train_user: np.ndarray
+    train_item: np.ndarray
+    train_rating: np.ndarray
+    train_day: np.ndarray
+    probe_user: np.ndarray
+    probe_item: np.ndarray
+    qual_user: np.ndarray
+    qual_item: np.ndarray
+    qual_day: np.ndarray
+    probe_line: np.ndarray | None = None  # 1-based lines in probe_file, for error messages
+    qual_line: np.ndarray | None = None
+    probe_file: str = "probe"
+    qual_file: str = "qualifying"
+    qual_rating: np.ndarray | None = None  # withheld answers, when known
+    qual_part: np.ndarray | None = None
+    titles: dict | None = None  # raw item id -> (year or 0, title)
+    rating_scale: tuple[float, float] = (1.0, 5.0)
+    epoch: int | None = None  # days since 1970 of day 0; None: the first date seen
+    meta: dict = field(default_factory=dict)
+
+
+@dataclass
+class PrizeData:
+    user: np.ndarray
+    item: np.ndarray
+    rating_x2: np.ndarray
+    day: np.ndarray
+    probe_rows: np.ndarray
+    qual_user: np.ndarray
+    qual_item: np.ndarray
+    qual_day: np.ndarray
+    qual_rating: np.ndarray
+    qual_part: np.ndarray
+    user_ids: np.ndarray
+    item_ids: np.ndarray
+    item_title: np.ndarray
+    item_year: np.ndarray
+    by_user: np.ndarray
+    user_indptr: np.ndarray
+    nu_indptr: np.ndarray
+    nu_items: np.ndarray
+    meta: dict
+
+    # -- sizes and views -------------------------------------------------------------
+    @property
+    def n_users(self) -> int:
+        return len(self.user_ids)
+
+    @property
+    def n_items(self) -> int:
+        return len(self.item_ids)
+
+    @property
+    def n_ratings(self) -> int:
+        return len(self.user)
+
+    @property
+    def n_days(self) -> int:
+        return int(max(self.day.max(initial=0), self.qual_day.max(initial=0))) + 1
+
+    @property
+    def rating_scale(self) -> tuple[float, float]:
+        lo, hi = self.meta["rating_scale"]
+        return float(lo), float(hi)
+
+    @property
+    def rating(self) -> np.ndarray:
+        """Training ratings as float32 (a new array: the column is stored as rating_x2)."""
+        return self.rating_x2.astype(np.float32) * np.float32(0.5)
+
+    @property
+    def probe_rating(self) -> np.ndarray:
+        return self.rating_x2[self.probe_rows].astype(np.float32) * np.float32(0.5)
+
+    def is_probe(self) -> np.ndarray:
+        mask = np.zeros(self.n_ratings, bool)
+        mask[self.probe_rows] = True
+        return mask
+
+    def fit_rows(self, final_fit: bool) -> np.ndarray:
+        """Rows a model trains on: training minus probe (phase 1), or all (phase 2)."""
+        if final_fit:
+            return np.arange(self.n_ratings, dtype=np.int64)
+        return np.flatnonzero(~self.is_probe())
+
+    def global_mean(self, rows: np.ndarray | None = None) -> float:
+        r = self.rating_x2 if rows is None else self.rating_x2[rows]
+        return float(r.mean(dtype=np.float64) / 2) if r.size else 0.0
+
+    def dates(self, day: np.ndarray) -> np.ndarray:
+        """Day indices as numpy datetime64[D]."""
+        return (np.asarray(day, np.int64) + self.meta["epoch"]).astype("datetime64[D]")
+
+    def has_answers(self) -> bool:
+        return bool(len(self.qual_rating)) and not np.isnan(self.qual_rating).any()
+
+    def summary(self) -> dict:
+        """What a user checks first (scripts/prepare_data.py prints it)."""
+        train_users = np.zeros(self.n_users, bool)
+        train_users[self.user] = True
+        train_items = np.zeros(self.n_items, bool)
+        train_items[self.item] = True
+        qual_only_users = np.unique(self.qual_user[~train_users[self.qual_user]]).size
+        qual_only_items = np.unique(self.qual_item[~train_items[self.qual_item]]).size
+        days = np.concatenate([self.day, self.qual_day])
+        first, last = (self.dates([days.min(), days.max()]) if days.size else [None, None])
+        counts = np.bincount(self.rating_x2, minlength=11)
+        histogram = {_star(k / 2): int(c) for k, c in enumerate(counts) if c}
+        return {
+            "name": self.meta.get("name", ""),
+            "format": self.meta.get("format", ""),
+            "ratings": self.n_ratings,
+            "users": self.n_users,
+            "items": self.n_items,
+            "probe": int(len(self.probe_rows)),
+            "qualifying": int(len(self.qual_user)),
+            "users_only_in_qualifying": int(qual_only_users),
+            "items_only_in_qualifying": int(qual_only_items),
+            "first_date": str(first) if first is not None else None,
+            "last_date": str(last) if last is not None else None,
+            "histogram": histogram,
+            "global_mean": round(self.global_mean(), 4),
+            "answers_known": self.has_answers(),
+        }
+
+    # -- cache -----------------------------------------------------------------------
+    def save(self, directory: Path) -> None:
+        """Write every column as .npy plus meta.json into ``directory`` (must not exist)."""
+        directory.mkdir(parents=True)
+        for name in ARRAYS:
+            np.save(directory / f"{name}.npy", getattr(self, name), allow_pickle=False)
+        (directory / "meta.json").write_text(json.dumps(self.meta, indent=1))
+
+    @classmethod
+    def load(cls, directory: Path, mmap: bool = True) -> "PrizeData":
+        arrays = {
+            name: np.load(directory / f"{name}.npy", mmap_mode="r" if mmap else None, allow_pickle=False)
+            for name in ARRAYS
+        }
+        meta = json.loads((directory / "meta.json").read_text())
+        return cls(**arrays, meta=meta)
+
+
+def _star(x: float) -> str:
+    return f"{x:g}"
+
+
+def _dense(raw_parts: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Dense ids over the union of ``raw_parts``: (raw id of each index, dense parts)."""
+    allraw = np.concatenate(raw_parts)
+    if allraw.dtype.kind in "iu" and allraw.size and allraw.min() >= 0 and allraw.max() < 64 * allraw.size + 2**20:
+        # Bounded non-negative ints (Netflix customer ids < 2.7M): a lookup table, no sort.
+        present = np.zeros(int(allraw.max()) + 1, bool)
+        present[allraw] = True
+        ids = np.flatnonzero(present)
+        lut = np.cumsum(present, dtype=np.int64) - 1
+        return ids.astype(np.int64), [lut[p].astype(np.int32) for p in raw_parts]
+    ids, inverse = np.unique(allraw, return_inverse=True)
+    bounds = np.cumsum([0] + [len(p) for p in raw_parts])
+    return ids, [inverse[a:b].astype(np.int32) for a, b in zip(bounds[:-1], bounds[1:])]
+
+
+def _where(raw: RawPrize, which: str, k: int) -> str:
+    lines = raw.probe_line if which == "probe" else raw.qual_line
+    name = raw.probe_file if which == "probe" else raw.qual_file
+    if lines is not None:
+        return f"{name}, line {int(lines[k])}"
+    return f"{name}, entry {k + 1}"
+
+
+def build(raw: RawPrize) -> PrizeData:
+    """Validate a :class:`RawPrize` and index it into a :class:`PrizeData`."""
+    lo, hi = raw.rating_scale
+    r = np.asarray(raw.train_rating, np.float64)
+    bad = (r < lo) | (r > hi) | (r * 2 != np.round(r * 2))
+    if bad.any():
+        k = int(np.argmax(bad))
+        raise DataFormatError(
+            f"rating {r[k]:g} of user {raw.train_user[k]}, item {raw.train_item[k]} is outside the "
+            f"rating scale [{lo:g}, {hi:g}] in half-star steps ({int(bad.sum())} such ratings)"
+        )
+    user_ids, (user, probe_user, qual_user) = _dense([raw.train_user, raw.probe_user, raw.qual_user])
+    item_ids, (item, probe_item, qual_item) = _dense([raw.train_item, raw.probe_item, raw.qual_item])
+    n_users, n_items = len(user_ids), len(item_ids)
+
+    days = [np.asarray(raw.train_day, np.int64), np.asarray(raw.qual_day, np.int64)]
+    first = min((int(d.min()) for d in days if d.size), default=0)
+    epoch = first if raw.epoch is None else min(raw.epoch, first)
+    last = max((int(d.max()) for d in days if d.size), default=epoch)
+    if last - epoch > np.iinfo(np.int16).max:
+        raise DataFormatError(f"dates span {last - epoch} days; at most 32767 are supported")
+    day = (days[0] - epoch).astype(np.int16)
+    qual_day = (days[1] - epoch).astype(np.int16)
+
+    # One sort by (user, item) gives the user grouping, the duplicate check, the probe rows
+    # and the qualifying-in-training check.
+    key = user.astype(np.int64) * n_items + item
+    by_user = np.argsort(key, kind="stable")
+    skey = key[by_user]
+    dup = np.flatnonzero(skey[1:] == skey[:-1])
+    if dup.size:
+        u, i = divmod(int(skey[dup[0]]), n_items)
+        raise DataFormatError(
+            f"user {user_ids[u]} rated item {item_ids[i]} more than once in the training data "
+            f"({dup.size} duplicate ratings); each (user, item) pair may occur once"
+        )
+    probe_key = probe_user.astype(np.int64) * n_items + probe_item
+    pos = np.searchsorted(skey, probe_key)
+    found = (pos < skey.size) & (skey[np.minimum(pos, skey.size - 1)] == probe_key) if skey.size else np.zeros(len(pos), bool)
+    if not found.all():
+        k = int(np.argmin(found))
+        raise DataFormatError(
+            f"{_where(raw, 'probe', k)}: user {raw.probe_user[k]} and movie {raw.probe_item[k]} are "
+            f"not in the training set; every probe pair must have its rating in training_set"
+        )
+    probe_rows = by_user[pos].astype(np.int64)
+    if np.unique(probe_rows).size != probe_rows.size:
+        raise DataFormatError(f"{raw.probe_file}: a (user, movie) pair is listed more than once")
+    qual_key = qual_user.astype(np.int64) * n_items + qual_item
+    pos = np.searchsorted(skey, qual_key)
+    clash = (pos < skey.size) & (skey[np.minimum(pos, max(skey.size - 1, 0))] == qual_key) if skey.size else np.zeros(len(pos), bool)
+    if clash.any():
+        k = int(np.argmax(clash))
+        raise DataFormatError(
+            f"{_where(raw, 'qual', k)}: user {raw.qual_user[k]} and movie {raw.qual_item[k]} also "
+            f"have a rating in the training set; qualifying pairs must be withheld from it"
+        )
+
+    user_cnt = np.bincount(user, minlength=n_users)
+    user_indptr = np.zeros(n_users + 1, np.int64)
+    np.cumsum(user_cnt, out=user_indptr[1:])
+    # N(u): training items of u, then its qualifying items, without another big sort.
+    q_order = np.argsort(qual_key, kind="stable")
+    q_cnt = np.bincount(qual_user, minlength=n_users)
+    nu_indptr = np.zeros(n_users + 1, np.int64)
+    np.cumsum(user_cnt + q_cnt, out=nu_indptr[1:])
+    nu_items = np.empty(int(nu_indptr[-1]), np.int32)
+    su = user[by_user]
+    nu_items[nu_indptr[su] + np.arange(su.size) - user_indptr[su]] = item[by_user]
+    qu = qual_user[q_order]
+    q_start = np.zeros(n_users + 1, np.int64)
+    np.cumsum(q_cnt, out=q_start[1:])
+    nu_items[nu_indptr[qu] + user_cnt[qu] + np.arange(qu.size) - q_start[qu]] = qual_item[q_order]
+
+    n_q = len(qual_user)
+    qual_rating = (np.full(n_q, np.nan, np.float32) if raw.qual_rating is None
+                   else np.asarray(raw.qual_rating, np.float32))
+    qual_part = np.full(n_q, -1, np.int8) if raw.qual_part is None else np.asarray(raw.qual_part, np.int8)
+
+    titles = raw.titles or {}
+    item_title = np.array([titles.get(_py(i), (0, ""))[1] for i in item_ids]) if titles else np.full(n_items, "")
+    item_year = np.array([titles.get(_py(i), (0, ""))[0] for i in item_ids], np.int16) if titles else np.zeros(n_items, np.int16)
+
+    y, m, d = civil_from_days(np.array([epoch]))
+    meta = dict(raw.meta)
+    meta.update(
+        epoch=int(epoch),
+        epoch_date=f"{int(y[0]):04d}-{int(m[0]):02d}-{int(d[0]):02d}",
+        rating_scale=[float(lo), float(hi)],
+    )
+    return PrizeData(
+        user=user, item=item, rating_x2=np.rint(r * 2).astype(np.uint8), day=day,
+        probe_rows=probe_rows, qual_user=qual_user, qual_item=qual_item, qual_day=qual_day,
+        qual_rating=qual_rating, qual_part=qual_part, user_ids=user_ids, item_ids=item_ids,
+        item_title=item_title.astype(str), item_year=item_year,
+        by_user=by_user.astype(np.int64), user_indptr=user_indptr,
+        nu_indptr=nu_indptr, nu_items=nu_items, meta=meta,
+    )
+
+
+def _py(x):
+    return x.item() if hasattr(x, "item") else x
+

@@ -1,0 +1,120 @@
+#!/usr/bin/env python
+"""Benchmark the data layer: parsing the Netflix layout, loading the cache, the batch loader.
+
+    python scripts/bench_data.py --dir /tmp/bench100m --ratings 100480507 --users 480189 --items 17770
+
+Generates a synthetic Prize in the Netflix layout (once), then measures, each in a fresh
+process so that peak memory (ru_maxrss) is the step's own:
+  1. pandas' C parser on a plain CSV of the same (user, item, rating) triples (reference);
+  2. building the cache from the Netflix layout (ratings/s, peak memory);
+  3. loading the cache back;
+  4. one epoch of the batch loader at batch 65,536 (ratings/s).
+Prints one JSON object; docs/benchmarks.md records the results.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+STEPS = {
+    "pandas_csv": """
+import pandas as pd
+pd.read_csv(ARGS['csv'], header=None, names=['user', 'item', 'rating'], dtype={'user': 'int32', 'item': 'int32', 'rating': 'int8'}, engine='c')
+""",
+    "build_cache": """
+from prizenet.data import load_prize
+d = load_prize(ARGS['dir'], cache_dir=ARGS['cache'], rebuild=True)
+OUT['ratings'] = d.n_ratings
+""",
+    "load_cache": """
+from prizenet.data import load_prize
+d = load_prize(ARGS['dir'], cache_dir=ARGS['cache'])
+OUT['ratings'] = d.n_ratings
+""",
+    "loader_epoch": """
+import time, torch
+from prizenet.data import load_prize, RatingLoader
+d = load_prize(ARGS['dir'], cache_dir=ARGS['cache'])
+loader = RatingLoader(d, d.fit_rows(True), batch_size=65536, device=ARGS['device'])
+t = time.perf_counter()
+n = 0
+for b in loader:
+    n += len(b)
+if ARGS['device'] == 'cuda':
+    torch.cuda.synchronize()
+OUT['epoch_seconds'] = time.perf_counter() - t
+OUT['ratings_per_s'] = n / OUT['epoch_seconds']
+""",
+}
+
+
+def run_step(name: str, args: dict) -> dict:
+    code = (
+        "import json, resource, sys, time\n"
+        f"sys.path.insert(0, {str(ROOT)!r})\n"
+        f"ARGS = {args!r}\nOUT = {{}}\n"
+        "t0 = time.perf_counter()\n"
+        f"{STEPS[name]}\n"
+        "OUT['seconds'] = time.perf_counter() - t0\n"
+        "OUT['peak_rss_gb'] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20\n"
+        "print(json.dumps(OUT))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--dir", type=Path, required=True)
+    ap.add_argument("--ratings", type=int, default=10_000_000)
+    ap.add_argument("--users", type=int, default=100_000)
+    ap.add_argument("--items", type=int, default=17_770)
+    ap.add_argument("--device", default="cpu")
+    args = ap.parse_args(argv)
+    from prizenet.data.synthetic import write_prize
+
+    result = {"machine": f"{platform.processor() or platform.machine()}, {__import__('os').cpu_count()} cores",
+              "date": time.strftime("%Y-%m-%d")}
+    prize = args.dir / "prize"
+    if not (prize / "qualifying.txt").exists():
+        t = time.perf_counter()
+        result["generate"] = write_prize(prize, args.users, args.items, args.ratings, seed=0)
+        result["generate"]["seconds"] = round(time.perf_counter() - t, 1)
+    csv = args.dir / "triples.csv"
+    if not csv.exists():
+        from prizenet.data.cache import load_prize
+        from prizenet.data.fastio import const_field, format_uint, join_lines
+        import numpy as np
+
+        d = load_prize(prize, cache_dir=args.dir / "cache")
+        with open(csv, "wb") as f:
+            for a in range(0, d.n_ratings, 5_000_000):
+                sl = slice(a, a + 5_000_000)
+                n = len(d.user[sl])
+                stars = ((np.asarray(d.rating_x2[sl]) // 2)[:, None] + 48).astype(np.uint8), np.ones(n, np.int64)
+                f.write(join_lines([format_uint(d.user_ids[d.user[sl]]), const_field(",", n),
+                                    format_uint(d.item_ids[d.item[sl]]), const_field(",", n), stars]).tobytes())
+    step_args = {"dir": str(prize), "cache": str(args.dir / "cache"), "csv": str(csv), "device": args.device}
+    for name in STEPS:
+        result[name] = run_step(name, step_args)
+        print(name, result[name], file=sys.stderr, flush=True)
+    n = result["build_cache"]["ratings"]
+    result["build_ratings_per_s"] = n / result["build_cache"]["seconds"]
+    result["build_vs_pandas"] = result["build_cache"]["seconds"] / result["pandas_csv"]["seconds"]
+    print(json.dumps(result, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    sys.exit(main())

@@ -1,0 +1,39 @@
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from prizenet.data.synthetic import write_prize
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def shared(rel: str) -> Path:
+    """A path in ../shared/data, or skip: that licensed data is never in the repository."""
+    path = SHARED / rel
+    if not path.exists():
+        pytest.skip(f"{path} is absent (real Netflix/MovieLens data is read from ../shared/data, never committed)")
+    return path
+
+
+@pytest.fixture(autouse=True)
+def _cache_in_tmp(tmp_path, monkeypatch):
+    # Never write caches next to shared data; each test gets its own cache.
+    monkeypatch.setenv("PRIZENET_CACHE", str(tmp_path / "cache"))
+
+
+@pytest.fixture(scope="session")
+def synthetic_src(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("synthetic")
+    write_prize(out, users=600, items=150, ratings=30_000, seed=3)
+    return out
+
+
+@pytest.fixture
+def synthetic(synthetic_src, tmp_path) -> Path:
+    """A private, writable copy of the small synthetic Prize."""
+    dst = tmp_path / "prize"
+    shutil.copytree(synthetic_src, dst)
+    return dst

@@ -1,0 +1,45 @@
+import numpy as np
+import pytest
+
+from prizenet.data import DataFormatError, RawPrize, build, load_prize
+
+
+def test_nu_holds_every_item_rated_or_asked(synthetic):
+    d = load_prize(synthetic)
+    for u in range(0, d.n_users, 37):
+        expect = set(d.item[d.user == u].tolist()) | set(d.qual_item[d.qual_user == u].tolist())
+        got = d.nu_items[d.nu_indptr[u]:d.nu_indptr[u + 1]].tolist()
+        assert sorted(got) == sorted(expect) and len(got) == len(expect)
+    users = d.user[d.by_user]
+    assert np.all(np.diff(users) >= 0)
+    assert np.array_equal(np.diff(d.user_indptr), np.bincount(d.user, minlength=d.n_users))
+
+
+def test_phase_rows_and_probe_mask(synthetic):
+    d = load_prize(synthetic)
+    fit = d.fit_rows(final_fit=False)
+    assert len(fit) + len(d.probe_rows) == d.n_ratings
+    assert not np.isin(d.probe_rows, fit).any()
+    assert len(d.fit_rows(final_fit=True)) == d.n_ratings
+
+
+def raw(**kw):
+    base = dict(train_user=np.array([1, 1, 2]), train_item=np.array([5, 6, 5]), train_rating=np.array([4.0, 3.0, 5.0]),
+                train_day=np.array([100, 101, 102]), probe_user=np.array([1]), probe_item=np.array([6]),
+                qual_user=np.array([2]), qual_item=np.array([7]), qual_day=np.array([103]))
+    base.update(kw)
+    return RawPrize(**base)
+
+
+def test_duplicates_and_off_scale_ratings_are_refused():
+    with pytest.raises(DataFormatError, match="user 1 rated item 5 more than once"):
+        build(raw(train_user=np.array([1, 1, 2]), train_item=np.array([5, 5, 5])))
+    with pytest.raises(DataFormatError, match=r"rating 5.5 .* outside the rating scale \[1, 5\]"):
+        build(raw(train_rating=np.array([4.0, 5.5, 5.0])))
+
+
+def test_day_zero_is_the_first_date_and_ratings_are_exact():
+    d = build(raw(train_rating=np.array([4.5, 0.5, 5.0]), rating_scale=(0.5, 5.0)))
+    assert d.day.tolist() == [0, 1, 2] and d.qual_day.tolist() == [3]
+    assert d.rating.tolist() == [4.5, 0.5, 5.0]
+    assert d.item_ids.tolist() == [5, 6, 7] and d.qual_item.tolist() == [2]

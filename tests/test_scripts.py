@@ -1,0 +1,40 @@
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from prizenet.data import load_prize, write_submission
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run(*args):
+    return subprocess.run([sys.executable, *map(str, args)], capture_output=True, text=True, cwd=ROOT)
+
+
+def test_prepare_data_json_has_the_documented_keys(synthetic):
+    out = run("scripts/prepare_data.py", synthetic, "--json")
+    assert out.returncode == 0, out.stderr
+    info = json.loads(out.stdout)
+    for key in ("ratings", "users", "items", "probe", "qualifying", "first_date", "last_date", "histogram", "seconds"):
+        assert key in info
+    assert info["ratings"] == load_prize(synthetic).n_ratings
+    human = run("scripts/prepare_data.py", synthetic)
+    assert "qualifying" in human.stdout and "stars" in human.stdout
+
+
+def test_prepare_data_reports_a_bad_folder_clearly(tmp_path):
+    out = run("scripts/prepare_data.py", tmp_path)
+    assert out.returncode == 2 and "cannot tell the data format" in out.stderr
+
+
+def test_make_synthetic_then_score(tmp_path):
+    out = run("scripts/make_synthetic.py", "--out", tmp_path / "s", "--users", 200, "--items", 50, "--ratings", 4000)
+    assert out.returncode == 0, out.stderr
+    d = load_prize(tmp_path / "s")
+    write_submission(tmp_path / "sub.txt", d.item_ids[d.qual_item], np.full(len(d.qual_item), d.global_mean()))
+    out = run("scripts/score.py", tmp_path / "sub.txt", tmp_path / "s" / "answers.csv")
+    assert out.returncode == 0, out.stderr
+    assert "quiz RMSE" in out.stdout and "improvement" in out.stdout

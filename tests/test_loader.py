@@ -14,11 +14,13 @@ def keys(data, rows):
     return np.sort(data.user[rows].astype(np.int64) * data.n_items + data.item[rows])
 
 
+@pytest.mark.parametrize("block", [1, 64])  # the CUDA default (full randperm) and the CPU one
 @pytest.mark.parametrize("grouped", [False, True])
 @pytest.mark.parametrize("resident", [True, False])
-def test_every_rating_exactly_once_per_epoch(data, grouped, resident):
+def test_every_rating_exactly_once_per_epoch(data, grouped, resident, block):
     rows = data.fit_rows(final_fit=False)
-    loader = RatingLoader(data, rows, batch_size=700, group_by_user=grouped, resident=resident, chunk_size=5000)
+    loader = RatingLoader(data, rows, batch_size=700, group_by_user=grouped, resident=resident, chunk_size=5000,
+                          shuffle_block=block)
     orders = []
     for _ in range(2):
         batches = list(loader)

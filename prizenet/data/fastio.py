@@ -102,17 +102,6 @@ def parse_uint(buf: np.ndarray, start: np.ndarray, end: np.ndarray, max_digits: 
     return value, ok
 
 
-def _digits(buf: np.ndarray, pos: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """The fixed-width n-digit number starting at each ``pos``."""
-    value = np.zeros(pos.shape, np.int64)
-    ok = np.ones(pos.shape, bool)
-    for k in range(n):
-        d = buf[pos + k].astype(np.int64) - ZERO
-        ok &= (d >= 0) & (d <= 9)
-        value = value * 10 + d
-    return value, ok
-
-
 def days_from_civil(y: np.ndarray, m: np.ndarray, d: np.ndarray) -> np.ndarray:
     """Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm)."""
     y = y - (m <= 2)
@@ -138,14 +127,32 @@ def civil_from_days(z: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return y, m, d
 
 
-def _date(buf: np.ndarray, pos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """YYYY-MM-DD starting at each ``pos``: (days since 1970-01-01, ok)."""
-    y, ok_y = _digits(buf, pos, 4)
-    m, ok_m = _digits(buf, pos + 5, 2)
-    d, ok_d = _digits(buf, pos + 8, 2)
-    ok = ok_y & ok_m & ok_d & (buf[pos + 4] == DASH) & (buf[pos + 7] == DASH)
-    ok &= (m >= 1) & (m <= 12) & (d >= 1) & (d <= 31)
-    return days_from_civil(y, np.where(ok, m, 1), np.where(ok, d, 1)), ok
+_YEARS = (1800, 2200)
+
+
+def _build_date_table() -> np.ndarray:
+    """Days since 1970 of every (year, month, day) slot, -2**31 for impossible dates."""
+    y, m, d = np.meshgrid(np.arange(*_YEARS), np.arange(1, 13), np.arange(1, 32), indexing="ij")
+    days = days_from_civil(y.ravel(), m.ravel(), d.ravel())
+    real = civil_from_days(days)
+    valid = (real[0] == y.ravel()) & (real[1] == m.ravel()) & (real[2] == d.ravel())  # no Feb 30
+    return np.where(valid, days, np.iinfo(np.int32).min).astype(np.int32)
+
+
+_DATE_TABLE = _build_date_table()
+
+
+def _date_table(digits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rows of the 10 bytes YYYY-MM-DD (as digit values) -> (days since 1970, ok)."""
+    rows = digits.astype(np.int32)
+    y = rows[0] * 1000 + rows[1] * 100 + rows[2] * 10 + rows[3]
+    m = rows[5] * 10 + rows[6]
+    dd = rows[8] * 10 + rows[9]
+    ok = (y >= _YEARS[0]) & (y < _YEARS[1]) & (m >= 1) & (m <= 12) & (dd >= 1) & (dd <= 31)
+    slot = np.where(ok, ((y - _YEARS[0]) * 12 + m - 1) * 31 + dd - 1, 0)
+    day = _DATE_TABLE[slot]
+    ok &= day != np.iinfo(np.int32).min
+    return day, ok
 
 
 def _decimal(buf: np.ndarray, start: np.ndarray, end: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -204,28 +211,38 @@ def parse_blocks(
     s, e = starts[b_idx], ends[b_idx]
     ok = np.ones(b_idx.shape, bool)
 
-    if kind == "train":  # C,R,YYYY-MM-DD: comma at e-13, rating at e-12, comma at e-11
-        ok &= e - s >= 14
-        e2 = np.where(ok, e, s + 14)  # keep gathers in range on malformed short lines
-        ok &= (buf[e2 - 13] == COMMA) & (buf[e2 - 11] == COMMA)
-        out.customer, ok_c = parse_uint(buf, s, e2 - 13, 10)
-        r = buf[e2 - 12].astype(np.int64) - ZERO
-        out.rating = r.astype(np.uint8)
-        out.day, ok_d = _date(buf, e2 - 10)
-        ok &= ok_c & ok_d & (r >= 0) & (r <= 9)
-        if ok.all():
-            lo, hi = rating_range
-            ok &= (r >= lo) & (r <= hi)
-            if not ok.all():
-                j = int(np.argmin(ok))
-                _fail(sources, int(b_idx[j]), kind, buf, s[j], e[j], f"rating outside the scale {lo}-{hi}")
-    elif kind == "qual":  # C,YYYY-MM-DD
-        ok &= e - s >= 12
-        e2 = np.where(ok, e, s + 12)
-        ok &= buf[e2 - 11] == COMMA
-        out.customer, ok_c = parse_uint(buf, s, e2 - 11, 10)
-        out.day, ok_d = _date(buf, e2 - 10)
-        ok &= ok_c & ok_d
+    if kind in ("train", "qual"):
+        # The fixed-width tail (",R,YYYY-MM-DD" or ",YYYY-MM-DD") and the customer digits
+        # before it: one gather of each line's last 24 bytes through a strided window, then
+        # one transpose so that every byte position is a contiguous row.
+        tail, width = (13 if kind == "train" else 11), 24
+        cust_w = width - tail
+        padded = np.concatenate([np.full(width, NL, np.uint8), buf])
+        win = np.ascontiguousarray(np.lib.stride_tricks.sliding_window_view(padded, width)[e].T)
+        d = win - np.uint8(ZERO)  # digits become 0..9; every other byte wraps to >= 10
+        length = e - s - tail
+        # Every byte checked at once: digits where digits belong, separators where they do,
+        # anything before a short customer id.
+        valid = d < 10
+        for k in range(cust_w):
+            valid[k] |= length < cust_w - k
+            d[k] *= length >= cust_w - k  # zero what lies before the customer id
+        for j, char in ((cust_w, COMMA), (width - 6, DASH), (width - 3, DASH)) + (
+                ((cust_w + 2, COMMA),) if kind == "train" else ()):
+            valid[j] = win[j] == char
+        ok &= valid.all(axis=0) & (length >= 1) & (length <= cust_w)
+        # float64 is exact below 2**53, and a vector-matrix product is one BLAS call.
+        out.customer = (10.0 ** np.arange(cust_w - 1, -1, -1) @ d[:cust_w].astype(np.float64)).astype(np.int64)
+        out.day, ok_d = _date_table(d[width - 10:])
+        ok &= ok_d
+        if kind == "train":
+            out.rating = d[cust_w + 1]
+            if ok.all():
+                lo, hi = rating_range
+                ok &= (out.rating >= lo) & (out.rating <= hi)
+                if not ok.all():
+                    j = int(np.argmin(ok))
+                    _fail(sources, int(b_idx[j]), kind, buf, s[j], e[j], f"rating outside the scale {lo}-{hi}")
     elif kind == "probe":
         out.customer, ok_c = parse_uint(buf, s, e, 10)
         ok &= ok_c

@@ -9,10 +9,12 @@ Every Prize file is a sequence of ``MovieID:`` header lines, each followed by bo
 
 Python's per-line loops (or ``str.split``) would create several objects per rating: at
 100M ratings that is minutes and tens of GB. Here a whole buffer of bytes becomes a
-``uint8`` array; newlines are found with one ``flatnonzero`` and every field is read by
-gathering the bytes at fixed offsets from the line ends (the rating and the date have
-fixed widths, so they sit at known distances before the ``\\n``). Variable-width integers
-are accumulated digit by digit over at most ``max_digits`` vectorized passes.
+``uint8`` array and newlines are found with one ``flatnonzero``. The rating and the date
+have fixed widths, so they sit at known distances before each ``\n``: one strided gather
+takes every line's last 24 bytes, a transpose makes each byte position a contiguous row,
+and all checks and fields are whole-row operations (dates through a table of every
+(year, month, day)). Variable-width numbers elsewhere (movie ids, probe lines,
+predictions) are accumulated digit by digit over a few vectorized passes.
 
 Errors name the source, the line number and the expected form.
 """

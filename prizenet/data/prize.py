@@ -205,6 +205,14 @@ def _dense(raw_parts: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
     return ids, [inverse[a:b].astype(np.int32) for a, b in zip(bounds[:-1], bounds[1:])]
 
 
+def _lookup(sorted_keys: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Positions of ``keys`` in ``sorted_keys`` and whether each is there."""
+    pos = np.searchsorted(sorted_keys, keys)
+    if sorted_keys.size == 0:
+        return pos, np.zeros(len(keys), bool)
+    return pos, (pos < sorted_keys.size) & (sorted_keys[np.minimum(pos, sorted_keys.size - 1)] == keys)
+
+
 def _where(raw: RawPrize, which: str, k: int) -> str:
     lines = raw.probe_line if which == "probe" else raw.qual_line
     name = raw.probe_file if which == "probe" else raw.qual_file
@@ -250,8 +258,7 @@ def build(raw: RawPrize) -> PrizeData:
             f"({dup.size} duplicate ratings); each (user, item) pair may occur once"
         )
     probe_key = probe_user.astype(np.int64) * n_items + probe_item
-    pos = np.searchsorted(skey, probe_key)
-    found = (pos < skey.size) & (skey[np.minimum(pos, skey.size - 1)] == probe_key) if skey.size else np.zeros(len(pos), bool)
+    pos, found = _lookup(skey, probe_key)
     if not found.all():
         k = int(np.argmin(found))
         raise DataFormatError(
@@ -262,8 +269,7 @@ def build(raw: RawPrize) -> PrizeData:
     if np.unique(probe_rows).size != probe_rows.size:
         raise DataFormatError(f"{raw.probe_file}: a (user, movie) pair is listed more than once")
     qual_key = qual_user.astype(np.int64) * n_items + qual_item
-    pos = np.searchsorted(skey, qual_key)
-    clash = (pos < skey.size) & (skey[np.minimum(pos, max(skey.size - 1, 0))] == qual_key) if skey.size else np.zeros(len(pos), bool)
+    _, clash = _lookup(skey, qual_key)
     if clash.any():
         k = int(np.argmax(clash))
         raise DataFormatError(

@@ -3,6 +3,7 @@ import pytest
 import torch
 
 from prizenet.data import RatingLoader, load_prize, pair_batches
+from prizenet.data.loader import permutation
 
 
 @pytest.fixture
@@ -26,8 +27,12 @@ def test_every_rating_exactly_once_per_epoch(data, grouped, resident, block):
         batches = list(loader)
         got = torch.cat([b.user * data.n_items + b.item for b in batches]).numpy()
         assert np.array_equal(np.sort(got), keys(data, rows))
-        ratings = torch.cat([b.rating for b in batches]).numpy()
-        assert np.isclose(ratings.mean(), data.rating[rows].mean())
+        # each rating keeps its own day and value through the packing
+        full = torch.cat([(b.user * data.n_items + b.item).long() * 100_000 + b.day * 16 + (b.rating * 2).long()
+                          for b in batches]).numpy()
+        want = (data.user[rows].astype(np.int64) * data.n_items + data.item[rows]) * 100_000 \
+            + data.day[rows].astype(np.int64) * 16 + data.rating_x2[rows]
+        assert np.array_equal(np.sort(full), np.sort(want))
         orders.append(got)
     assert not np.array_equal(orders[0], orders[1])  # a new permutation each epoch
 
@@ -53,3 +58,12 @@ def test_same_seed_same_order(data):
 def test_pair_batches_keep_file_order(data):
     batches = pair_batches(data.qual_user, data.qual_item, data.qual_day, 1000, "cpu")
     assert np.array_equal(torch.cat([b.item for b in batches]).numpy(), data.qual_item)
+
+
+def test_permutation_is_a_seeded_bijection():
+    p = permutation(10_000, seed=1)
+    assert np.array_equal(np.sort(p), np.arange(10_000))
+    assert np.array_equal(p, permutation(10_000, seed=1))
+    assert not np.array_equal(p, permutation(10_000, seed=2))
+    # no bucket structure left: where index 0..99 land is spread over the whole range
+    assert np.ptp(np.argsort(p)[:100]) > 5_000

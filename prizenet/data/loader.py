@@ -49,9 +49,15 @@ class Batch:
 
 
 class _Chunk:
-    """Training columns of some rows on the device; in grouped mode with user segments."""
+    """Training columns of some rows on the device, packed one row per rating.
 
-    def __init__(self, data: PrizeData, rows: np.ndarray, device: torch.device, grouped: bool):
+    ``x`` is int32 ``[n, 3]``: user, item, ``day << 8 | rating_x2``. One gather moves a
+    rating's four fields together (a 12-byte row), and a block shuffle gathers whole
+    blocks of rows; batches unpack their own slice.
+    """
+
+    def __init__(self, data: PrizeData, rows: np.ndarray, device: torch.device, grouped: bool,
+                 perm: np.ndarray | None = None):
         def put(a: np.ndarray) -> torch.Tensor:
             t = torch.from_numpy(np.ascontiguousarray(a))
             if device.type == "cuda":
@@ -59,23 +65,43 @@ class _Chunk:
             return t.to(device, non_blocking=True)
 
         self.n = len(rows)
-        self.user = put(data.user[rows])
-        self.item = put(data.item[rows])
-        self.day = put(data.day[rows].astype(np.int32))
-        self.rating_x2 = put(data.rating_x2[rows])
+        x = np.empty((self.n, 3), np.int32)
+        x[:, 0] = data.user[rows]
+        x[:, 1] = data.item[rows]
+        np.left_shift(data.day[rows], 8, out=x[:, 2], dtype=np.int32)
+        x[:, 2] |= data.rating_x2[rows]
+        if perm is not None:  # packed rows shuffle faster than four columns gathered at random
+            x = torch.from_numpy(x).index_select(0, torch.from_numpy(perm)).numpy()
+        self.x = put(x)
+        self.buf: torch.Tensor | None = None  # the epoch's shuffled rows, reused every epoch
         if grouped:  # rows are user-contiguous: segments of equal user
-            u = data.user[rows]
+            u = x[:, 0]
             first = np.concatenate([[0], np.flatnonzero(np.diff(u)) + 1]).astype(np.int64)
             self.seg_start = put(first)
-            self.seg_count = put(np.diff(np.concatenate([first, [len(rows)]])))
+            self.seg_count = put(np.diff(np.concatenate([first, [self.n]])))
             self.seg_user = put(u[first].astype(np.int64))
 
-    def take(self, idx: torch.Tensor) -> Batch:
-        """All ratings at ``idx`` in one gather per column (batches are then slices of it)."""
-        return Batch(
-            user=self.user.index_select(0, idx), item=self.item.index_select(0, idx),
-            day=self.day.index_select(0, idx), rating=self.rating_x2.index_select(0, idx).float() * 0.5,
-        )
+
+def permutation(n: int, seed: int) -> np.ndarray:
+    """A uniformly random permutation of ``range(n)``, about twice as fast as numpy's at 10^8.
+
+    Rao-Sandelius: send each index to one of 256 random buckets (a radix sort on uint8),
+    then shuffle each bucket, which fits in cache, where a single Fisher-Yates pass over
+    10^8 entries stalls on memory.
+    """
+    rng = np.random.default_rng(seed)
+    bucket = rng.integers(0, 256, n, dtype=np.uint8)
+    out = np.argsort(bucket, kind="stable")
+    ends = np.cumsum(np.bincount(bucket, minlength=256)).tolist()
+    for a, b in zip([0] + ends[:-1], ends):
+        rng.shuffle(out[a:b])
+    return out
+
+
+def _unpack(x: torch.Tensor) -> Batch:
+    """A batch from packed rows ``[B, 3]`` (see ``_Chunk``)."""
+    return Batch(user=x[:, 0].contiguous(), item=x[:, 1].contiguous(), day=x[:, 2] >> 8,
+                 rating=(x[:, 2] & 255).float() * 0.5)
 
 
 class RatingLoader:
@@ -104,14 +130,16 @@ class RatingLoader:
         if shuffle_block == "auto":
             shuffle_block = 1 if self.device.type == "cuda" else 64
         self.block = int(shuffle_block)
-        if self.block > 1 and shuffle and not group_by_user:  # the one full shuffle
-            rows = rows[np.random.default_rng(seed).permutation(len(rows))]
+        pre_shuffle = self.block > 1 and shuffle and not group_by_user  # the one full shuffle
+        single = resident or len(rows) <= chunk_size
+        if pre_shuffle and not single:  # chunks must be random subsets
+            rows = rows[permutation(len(rows), seed)]
         if group_by_user:  # user-contiguous order from the cache's by_user index
             keep = np.zeros(data.n_ratings, bool)
             keep[rows] = True
             rows = data.by_user[keep[data.by_user]]
         self.n = len(rows)
-        if resident or self.n <= chunk_size:
+        if single:
             cuts = [0, self.n]
         else:
             cuts = np.arange(chunk_size, self.n, chunk_size)
@@ -121,7 +149,10 @@ class RatingLoader:
             cuts = np.unique(np.concatenate([[0], cuts, [self.n]])).tolist()
         self._spans = list(zip(cuts[:-1], cuts[1:]))
         self._data, self._rows = data, rows
-        self._resident = _Chunk(data, rows, self.device, group_by_user) if len(self._spans) == 1 else None
+        self._resident = None
+        if single:
+            perm = permutation(self.n, seed) if pre_shuffle else None
+            self._resident = _Chunk(data, rows, self.device, group_by_user, perm)
 
     def __len__(self) -> int:
         """Batches per epoch (exact in random mode, an estimate when grouped)."""
@@ -139,22 +170,23 @@ class RatingLoader:
             yield from (self._grouped(chunk, gen) if self.grouped else self._random(chunk, gen))
 
     def _random(self, chunk: _Chunk, gen: torch.Generator):
+        if self.shuffle and chunk.buf is None:
+            chunk.buf = torch.empty_like(chunk.x)
+        epoch = chunk.buf
         if not self.shuffle:
-            perm = torch.arange(chunk.n, device=self.device)
+            epoch = chunk.x
         elif self.block == 1:
-            perm = torch.randperm(chunk.n, device=self.device, generator=gen)
+            torch.index_select(chunk.x, 0, torch.randperm(chunk.n, device=self.device, generator=gen), out=epoch)
         else:  # permute whole blocks of the pre-shuffled rows; a short last block goes last
             full = chunk.n // self.block
             blocks = torch.randperm(full, device=self.device, generator=gen)
-            perm = torch.cat([
-                (blocks[:, None] * self.block + torch.arange(self.block, device=self.device)).ravel(),
-                torch.arange(full * self.block, chunk.n, device=self.device),
-            ])
-        # Shuffle whole columns once per epoch: big gathers run at memory speed (and on
-        # several threads), and each batch is then a zero-copy slice.
-        epoch = chunk.take(perm)
+            cut = full * self.block
+            torch.index_select(chunk.x[:cut].view(full, self.block * 3), 0, blocks, out=epoch[:cut].view(full, -1))
+            epoch[cut:] = chunk.x[cut:]
+        # One gather of whole rows per epoch runs at memory speed (and on several threads);
+        # each batch is then a slice of it.
         for s in range(0, chunk.n, self.batch_size):
-            yield epoch.slice(s, s + self.batch_size)
+            yield _unpack(epoch[s: s + self.batch_size])
 
     def _grouped(self, chunk: _Chunk, gen: torch.Generator):
         n_seg = chunk.seg_start.numel()
@@ -170,11 +202,11 @@ class RatingLoader:
         cuts = torch.unique(torch.searchsorted(ends, targets)) + 1
         seg_cuts = [0] + cuts.tolist() + [n_seg]  # one host sync per epoch, not per batch
         row_ends = torch.cat([torch.zeros(1, dtype=ends.dtype, device=self.device), ends]).tolist()
-        epoch = chunk.take(idx)
+        epoch = chunk.x.index_select(0, idx)
         for sa, sb in zip(seg_cuts[:-1], seg_cuts[1:]):
             if sb <= sa:
                 continue
-            batch = epoch.slice(row_ends[sa], row_ends[sb])
+            batch = _unpack(epoch[row_ends[sa]: row_ends[sb]])
             batch.users = chunk.seg_user[pu[sa:sb]]
             batch.inverse = torch.repeat_interleave(torch.arange(sb - sa, device=self.device), counts[sa:sb])
             yield batch

@@ -97,7 +97,13 @@ class _Columns:
         self.parts["day"].append(blocks.day)
 
     def result(self) -> dict[str, np.ndarray]:
-        return {k: np.concatenate(v) if v else np.zeros(0, np.int32) for k, v in self.parts.items()}
+        """The columns, concatenated one at a time; the parts are dropped as they are joined."""
+        out = {}
+        for k in list(self.parts):
+            v = self.parts.pop(k)
+            out[k] = np.concatenate(v) if v else np.zeros(0, np.int32)
+            del v
+        return out
 
 
 def _parse_group(named: list[tuple[str, bytes]]):

@@ -198,8 +198,8 @@ def _dense(raw_parts: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
         present = np.zeros(int(allraw.max()) + 1, bool)
         present[allraw] = True
         ids = np.flatnonzero(present)
-        lut = np.cumsum(present, dtype=np.int64) - 1
-        return ids.astype(np.int64), [lut[p].astype(np.int32) for p in raw_parts]
+        lut = np.cumsum(present, dtype=np.int32) - 1  # int32: a smaller table stays in cache
+        return ids.astype(np.int64), [lut[p] for p in raw_parts]
     ids, inverse = np.unique(allraw, return_inverse=True)
     bounds = np.cumsum([0] + [len(p) for p in raw_parts])
     return ids, [inverse[a:b].astype(np.int32) for a, b in zip(bounds[:-1], bounds[1:])]
@@ -207,9 +207,13 @@ def _dense(raw_parts: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
 
 def _lookup(sorted_keys: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Positions of ``keys`` in ``sorted_keys`` and whether each is there."""
-    pos = np.searchsorted(sorted_keys, keys)
     if sorted_keys.size == 0:
-        return pos, np.zeros(len(keys), bool)
+        return np.zeros(len(keys), np.int64), np.zeros(len(keys), bool)
+    # Sorted queries search a narrowing range (numpy reuses the last bound): several times
+    # faster than 10^6 independent binary searches through 10^8 keys.
+    order = np.argsort(keys, kind="stable")
+    pos = np.empty(len(keys), np.int64)
+    pos[order] = np.searchsorted(sorted_keys, keys[order])
     return pos, (pos < sorted_keys.size) & (sorted_keys[np.minimum(pos, sorted_keys.size - 1)] == keys)
 
 
@@ -222,16 +226,27 @@ def _where(raw: RawPrize, which: str, k: int) -> str:
 
 
 def build(raw: RawPrize) -> PrizeData:
-    """Validate a :class:`RawPrize` and index it into a :class:`PrizeData`."""
+    """Validate a :class:`RawPrize` and index it into a :class:`PrizeData`.
+
+    The training columns are taken out of ``raw`` (set to None) once they are indexed: at
+    Netflix scale that frees 1.3 GB before the sort.
+    """
     lo, hi = raw.rating_scale
-    r = np.asarray(raw.train_rating, np.float64)
-    bad = (r < lo) | (r > hi) | (r * 2 != np.round(r * 2))
+    r = np.asarray(raw.train_rating)
+    if r.dtype.kind in "iu":  # whole stars (the Netflix files): no float copy of 10^8 ratings
+        bad = (r < lo) | (r > hi)
+    else:
+        r2 = r * 2
+        bad = (r < lo) | (r > hi) | (r2 != np.round(r2))
+        del r2
     if bad.any():
         k = int(np.argmax(bad))
         raise DataFormatError(
-            f"rating {r[k]:g} of user {raw.train_user[k]}, item {raw.train_item[k]} is outside the "
+            f"rating {float(r[k]):g} of user {raw.train_user[k]}, item {raw.train_item[k]} is outside the "
             f"rating scale [{lo:g}, {hi:g}] in half-star steps ({int(bad.sum())} such ratings)"
         )
+    del bad
+    rating_x2 = (r * 2).astype(np.uint8) if r.dtype.kind in "iu" else np.rint(r * 2).astype(np.uint8)
     user_ids, (user, probe_user, qual_user) = _dense([raw.train_user, raw.probe_user, raw.qual_user])
     item_ids, (item, probe_item, qual_item) = _dense([raw.train_item, raw.probe_item, raw.qual_item])
     n_users, n_items = len(user_ids), len(item_ids)
@@ -244,12 +259,15 @@ def build(raw: RawPrize) -> PrizeData:
         raise DataFormatError(f"dates span {last - epoch} days; at most 32767 are supported")
     day = (days[0] - epoch).astype(np.int16)
     qual_day = (days[1] - epoch).astype(np.int16)
+    del days, r
+    raw.train_user = raw.train_item = raw.train_rating = raw.train_day = None
 
     # One sort by (user, item) gives the user grouping, the duplicate check, the probe rows
     # and the qualifying-in-training check.
     key = user.astype(np.int64) * n_items + item
     by_user = np.argsort(key, kind="stable")
     skey = key[by_user]
+    del key
     dup = np.flatnonzero(skey[1:] == skey[:-1])
     if dup.size:
         u, i = divmod(int(skey[dup[0]]), n_items)
@@ -280,19 +298,20 @@ def build(raw: RawPrize) -> PrizeData:
     user_cnt = np.bincount(user, minlength=n_users)
     user_indptr = np.zeros(n_users + 1, np.int64)
     np.cumsum(user_cnt, out=user_indptr[1:])
-    # N(u): training items of u, then its qualifying items, without another big sort.
+    # N(u): training items of u, then its qualifying items, without another big sort: the
+    # rows in (user, item) order fill the training slots, the sorted qualifying pairs the rest.
     q_order = np.argsort(qual_key, kind="stable")
     q_cnt = np.bincount(qual_user, minlength=n_users)
     nu_indptr = np.zeros(n_users + 1, np.int64)
     np.cumsum(user_cnt + q_cnt, out=nu_indptr[1:])
+    is_train = np.repeat(np.tile(np.array([True, False]), n_users), np.stack([user_cnt, q_cnt], 1).ravel())
     nu_items = np.empty(int(nu_indptr[-1]), np.int32)
-    su = user[by_user]
-    nu_items[nu_indptr[su] + np.arange(su.size) - user_indptr[su]] = item[by_user]
-    qu = qual_user[q_order]
-    q_start = np.zeros(n_users + 1, np.int64)
-    np.cumsum(q_cnt, out=q_start[1:])
-    nu_items[nu_indptr[qu] + user_cnt[qu] + np.arange(qu.size) - q_start[qu]] = qual_item[q_order]
-
+    sorted_item = np.empty(len(skey), np.int32)
+    for a in range(0, len(skey), 1 << 23):  # in slices: no int64 temporary of 10^8
+        np.remainder(skey[a:a + (1 << 23)], n_items, out=sorted_item[a:a + (1 << 23)], casting="unsafe")
+    nu_items[is_train] = sorted_item
+    nu_items[~is_train] = qual_item[q_order]
+    del is_train, skey, sorted_item
     n_q = len(qual_user)
     qual_rating = (np.full(n_q, np.nan, np.float32) if raw.qual_rating is None
                    else np.asarray(raw.qual_rating, np.float32))
@@ -310,7 +329,7 @@ def build(raw: RawPrize) -> PrizeData:
         rating_scale=[float(lo), float(hi)],
     )
     return PrizeData(
-        user=user, item=item, rating_x2=np.rint(r * 2).astype(np.uint8), day=day,
+        user=user, item=item, rating_x2=rating_x2, day=day,
         probe_rows=probe_rows, qual_user=qual_user, qual_item=qual_item, qual_day=qual_day,
         qual_rating=qual_rating, qual_part=qual_part, user_ids=user_ids, item_ids=item_ids,
         item_title=item_title.astype(str), item_year=item_year,

@@ -34,9 +34,9 @@ from .prize import PrizeData
 
 @dataclass
 class Batch:
-    user: torch.Tensor  # int32 [B] (embeddings take int32 indices: no conversion per batch)
-    item: torch.Tensor  # int32 [B]
-    day: torch.Tensor  # int32 [B]
+    user: torch.Tensor  # int64 [B] (torch's CPU gathers and scatters are fastest with int64)
+    item: torch.Tensor  # int64 [B]
+    day: torch.Tensor  # int64 [B]
     rating: torch.Tensor  # float32 [B]
     users: torch.Tensor | None = None  # grouped mode: distinct users of the batch [U_b]
     inverse: torch.Tensor | None = None  # grouped mode: index of each rating's user in users [B]
@@ -100,7 +100,7 @@ def permutation(n: int, seed: int) -> np.ndarray:
 
 def _unpack(x: torch.Tensor) -> Batch:
     """A batch from packed rows ``[B, 3]`` (see ``_Chunk``)."""
-    return Batch(user=x[:, 0].contiguous(), item=x[:, 1].contiguous(), day=x[:, 2] >> 8,
+    return Batch(user=x[:, 0].long(), item=x[:, 1].long(), day=(x[:, 2] >> 8).long(),
                  rating=(x[:, 2] & 255).float() * 0.5)
 
 
@@ -215,9 +215,9 @@ class RatingLoader:
 def pair_batches(user: np.ndarray, item: np.ndarray, day: np.ndarray, batch_size: int, device) -> list[Batch]:
     """Fixed-order batches of (user, item, day) pairs for prediction (probe, qualifying)."""
     device = torch.device(device)
-    u = torch.from_numpy(np.array(user, np.int32)).to(device)
-    i = torch.from_numpy(np.array(item, np.int32)).to(device)
-    d = torch.from_numpy(np.array(day, np.int32)).to(device)
+    u = torch.from_numpy(np.array(user, np.int64)).to(device)
+    i = torch.from_numpy(np.array(item, np.int64)).to(device)
+    d = torch.from_numpy(np.array(day, np.int64)).to(device)
     out = []
     for s in range(0, len(u), batch_size):
         sl = slice(s, s + batch_size)

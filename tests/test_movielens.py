@@ -79,3 +79,47 @@ def test_real_movielens_latest_small():
     assert titles[1][1].startswith("Toy Story") and titles[1][0] == 1995
     s = load_prize(root).summary()
     assert s["ratings"] + s["qualifying"] == 100_836
+
+
+def _zip_release(tmp_path, name):
+    """A tiny MovieLens-style zip served from a file:// URL (tests never download)."""
+    import hashlib
+    import zipfile
+
+    src = tmp_path / "src.zip"
+    rows = "userId,movieId,rating,timestamp\n" + "".join(
+        f"{u},{m},{(u + m) % 5 + 1}.0,{1_000_000_000 + 86400 * (u * 7 + m)}\n" for u in range(1, 30) for m in range(1, 25))
+    with zipfile.ZipFile(src, "w") as z:
+        z.writestr(f"{name}/ratings.csv", rows)
+    return src, hashlib.md5(src.read_bytes()).hexdigest()
+
+
+def test_download_checks_the_md5_and_unpacks(tmp_path, monkeypatch):
+    from prizenet.data import movielens
+
+    src, md5 = _zip_release(tmp_path, "ml-test")
+    monkeypatch.setattr(movielens, "URL", src.as_uri())  # no {name}: every release is this zip
+    monkeypatch.setitem(movielens.MD5, "ml-test", md5)
+    data = movielens.load_movielens("ml-test", tmp_path / "root")
+    assert (tmp_path / "root" / "ml-test" / "ratings.csv").is_file()
+    assert data.n_users == 29 and len(data.qual_user) > 0
+    assert not [p for p in (tmp_path / "root").iterdir() if p.name.startswith(".")]  # no temp left
+
+
+def test_download_refuses_a_bad_checksum(tmp_path, monkeypatch):
+    from prizenet.data import movielens
+
+    src, _ = _zip_release(tmp_path, "ml-test")
+    monkeypatch.setattr(movielens, "URL", src.as_uri())
+    monkeypatch.setitem(movielens.MD5, "ml-test", "0" * 32)
+    with pytest.raises(OSError, match="does not match the published"):
+        movielens.load_movielens("ml-test", tmp_path / "root")
+    assert not (tmp_path / "root" / "ml-test").exists()
+
+
+def test_no_network_error_says_where_to_put_the_files(tmp_path, monkeypatch):
+    from prizenet.data import movielens
+
+    monkeypatch.setattr(movielens, "URL", (tmp_path / "absent" / "{name}.zip").as_uri())
+    with pytest.raises(FileNotFoundError, match=r"could not download .* unzip it into"):
+        movielens.load_movielens("ml-test", tmp_path / "root")

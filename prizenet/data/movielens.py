@@ -20,6 +20,19 @@ import pandas as pd
 from .netflix import find, read_bytes
 from .tabular import Table, read_table
 
+URL = "https://files.grouplens.org/datasets/movielens/{name}.zip"
+# MD5 of each release's zip as GroupLens publishes it (the .zip.md5 beside each zip). For a
+# release not listed, the published .md5 file is fetched and checked instead.
+MD5 = {
+    "ml-100k": "0e33842e24a9c977be4e0107933c0723",
+    "ml-1m": "c4d9eecfca2ab87c1945afe126590906",
+    "ml-10m": "ce571fd55effeba0271552578f2648bd",
+    "ml-20m": "cd245b17a1ae2cc31bb14903e1204af3",
+    "ml-25m": "6b51fb2759a8657d3bfcbfc42b592ada",
+}
+# The folder each zip unpacks to (ml-10m's is named after its internal version).
+FOLDER = {"ml-10m": "ml-10M100K"}
+
 FILES = ("ratings.csv", "ratings.dat", "u.data")
 WHERE = "MovieLens releases are at https://grouplens.org/datasets/movielens/"
 
@@ -66,3 +79,62 @@ def read_titles(root: Path) -> dict:
     ids, titles = frame.iloc[:, 0].to_numpy(), frame.iloc[:, 1].astype(str)
     years = pd.to_numeric(titles.str.extract(r"\((\d{4})\)\s*$")[0], errors="coerce").fillna(0).astype(int)
     return {int(i): (int(y), t) for i, y, t in zip(ids, years, titles)}
+
+
+def load_movielens(name: str, root: str | Path, download: bool = True, cache_dir: str | Path | None = None,
+                   holdout: str = "recent", holdout_k: int = 9, holdout_fraction: float = 0.1, seed: int = 0):
+    """MovieLens release ``name`` (e.g. "ml-1m") under ``root``, downloaded when absent.
+
+    Looks for ``root/<name>`` (or ``root`` itself) holding the ratings file; otherwise, with
+    ``download``, fetches the zip from GroupLens, checks its MD5 and unpacks it there.
+    """
+    from .cache import load_prize
+
+    root = Path(root).expanduser()
+    folder = next((p for p in (root / name, root / FOLDER.get(name, name), root) if ratings_file(p)), None)
+    if folder is None:
+        if not download:
+            raise FileNotFoundError(
+                f"{name} not found: expected {root / name}/ with one of {', '.join(FILES)}. "
+                f"Download {URL.format(name=name)} and unzip it into {root}, or set download=true.")
+        folder = fetch(name, root)
+    return load_prize(folder, format="movielens", cache_dir=cache_dir, holdout=holdout, holdout_k=holdout_k,
+                      holdout_fraction=holdout_fraction, seed=seed, name=name)
+
+
+def fetch(name: str, root: Path) -> Path:
+    """Download, verify and unpack a MovieLens zip into ``root``; returns the unpacked folder."""
+    import hashlib
+    import shutil
+    import tempfile
+    import urllib.error
+    import urllib.request
+    import zipfile
+
+    url = URL.format(name=name)
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=root))
+    try:
+        try:
+            expected = MD5.get(name) or urllib.request.urlopen(url + ".md5", timeout=30).read().decode().split()[0]
+            md5 = hashlib.md5()
+            with urllib.request.urlopen(url, timeout=30) as response, open(tmp / "data.zip", "wb") as f:
+                while chunk := response.read(1 << 20):
+                    md5.update(chunk)
+                    f.write(chunk)
+        except (urllib.error.URLError, OSError) as e:
+            raise FileNotFoundError(
+                f"could not download {url} ({e}). Without network access, download it elsewhere and unzip "
+                f"it into {root}, so that {root / FOLDER.get(name, name)}/ holds its ratings file.") from e
+        if md5.hexdigest() != expected:
+            raise OSError(f"{url}: MD5 {md5.hexdigest()} does not match the published {expected}; "
+                          f"the download is corrupt or the release changed. Nothing was unpacked.")
+        with zipfile.ZipFile(tmp / "data.zip") as z:
+            z.extractall(tmp / "unzipped")
+        (inner,) = [p for p in (tmp / "unzipped").iterdir() if p.is_dir()]
+        target = root / inner.name
+        if not target.exists():
+            inner.rename(target)
+        return target
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

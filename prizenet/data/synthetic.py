@@ -122,3 +122,34 @@ def write_prize(out: str | Path, users: int, items: int, ratings: int, seed: int
     atomic_write(out / "movie_titles.txt", [titles.encode("latin-1")])
     return {"ratings": int(len(train)), "probe": int(len(probe)), "qualifying": n,
             "users": users, "items": items, "seed": seed}
+
+
+def load_synthetic(users: int = 3000, items: int = 600, ratings: int = 200_000, seed: int = 0,
+                   n_factors: int = 8, cache_dir: str | Path | None = None):
+    """The synthetic Prize for these arguments, generated on first use into the cache dir.
+
+    The files go to ``<cache>/synthetic-u{users}-i{items}-r{ratings}-k{n_factors}-s{seed}``
+    (written in a temporary folder and renamed: an interrupted run leaves nothing half
+    written); later calls load the cache.
+    """
+    import os
+    import shutil
+    import tempfile
+
+    from .cache import load_prize
+
+    root = Path(cache_dir or os.environ.get("PRIZENET_CACHE") or Path.home() / ".cache" / "prizenet")
+    target = root / f"synthetic-u{users}-i{items}-r{ratings}-k{n_factors}-s{seed}"
+    if not (target / "qualifying.txt").exists():
+        root.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".synthetic-", dir=root))
+        try:
+            write_prize(tmp / "prize", users, items, ratings, seed=seed, n_factors=n_factors)
+            try:
+                os.rename(tmp / "prize", target)
+            except OSError:
+                if not (target / "qualifying.txt").exists():
+                    raise
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return load_prize(target, format="netflix", cache_dir=cache_dir, name=target.name)

@@ -1,0 +1,38 @@
+"""Rating models: one family per file, prediction rule and paper in each docstring.
+
+Every model is an ``nn.Module`` whose ``forward(batch)`` returns r̂ for the batch's
+(user, item, day) triples, unclipped; its constructor takes plain numbers (and, for the
+models that need them, arrays the data layer computes: see ``model_inputs``).
+"""
+
+from __future__ import annotations
+
+import inspect
+
+import numpy as np
+
+from ..data import PrizeData
+from .baseline import Baseline
+from .svd import SVD
+
+__all__ = ["SVD", "Baseline", "model_inputs"]
+
+
+def model_inputs(target, data: PrizeData, rows: np.ndarray) -> dict:
+    """What the data provides to a model's constructor, for the names its signature asks.
+
+    ``target`` is the model class (or a ``module.Class`` path). The sizes and ``mu``, the
+    mean training rating of ``rows``, come from the phase's training rows.
+    """
+    if isinstance(target, str):
+        from hydra.utils import get_class
+
+        target = get_class(target)
+    offered = {
+        "n_users": lambda: data.n_users,
+        "n_items": lambda: data.n_items,
+        "mu": lambda: data.global_mean(rows),
+        "n_days": lambda: data.n_days,
+    }
+    wanted = inspect.signature(target).parameters
+    return {name: make() for name, make in offered.items() if name in wanted}

@@ -1,0 +1,82 @@
+"""Embedding tables trained row-sparsely, and the helpers every model shares.
+
+A model's parameters are tables indexed by user, item, day...; a batch touches a few
+thousand of their rows. ``SparseTable`` gathers those rows as leaf tensors, so autograd
+works on batch-sized tensors only, and the optimizers in :mod:`prizenet.optim` write the
+gradient back into those rows alone, with the papers' per-rating L2 (``reg``) and the
+table's own learning rate (``lr``): biases, factors and day terms each get theirs, as in
+Koren's papers and Surprise.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+import numpy as np
+import torch
+from torch import nn
+
+
+class SparseTable(nn.Module):
+    """``n`` rows of ``dim`` numbers (``dim=None``: one number a row, a bias vector).
+
+    Args:
+        lr, reg: the SGD step and the per-rating L2 weight of this table's rows.
+        index: what a row stands for ("user", "item", or anything else). Rows of user and
+            item tables that no training rating touches are zeroed (factor tables) so that
+            unseen users and items fall back to the biases.
+    """
+
+    def __init__(self, n: int, dim: int | None, lr: float, reg: float, init_std: float = 0.0,
+                 index: str = "user"):
+        super().__init__()
+        shape = (n,) if dim is None else (n, dim)
+        weight = torch.zeros(shape)
+        if init_std > 0:
+            weight.normal_(0.0, init_std)
+        self.weight = nn.Parameter(weight, requires_grad=False)  # updated by prizenet.optim
+        self.lr, self.reg, self.index = float(lr), float(reg), index
+        self.tape: list | None = None
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        rows = self.weight.index_select(0, idx)
+        if self.tape is not None:  # training: gradients are taken w.r.t. the gathered rows
+            rows.requires_grad_(True)
+            self.tape.append((self, idx, rows))
+        return rows
+
+    def extra_repr(self) -> str:
+        return f"{tuple(self.weight.shape)}, lr={self.lr:g}, reg={self.reg:g}, index={self.index!r}"
+
+
+def tables(model: nn.Module) -> list[SparseTable]:
+    return [m for m in model.modules() if isinstance(m, SparseTable)]
+
+
+def dense_parameters(model: nn.Module) -> list[nn.Parameter]:
+    """Parameters outside the sparse tables (an MLP's weights), trained by a dense optimizer."""
+    sparse = {id(t.weight) for t in tables(model)}
+    return [p for p in model.parameters() if id(p) not in sparse and p.requires_grad]
+
+
+@contextmanager
+def recording(model: nn.Module):
+    """Within the block, every gathered row is recorded (table, index, rows) for the optimizer."""
+    tape: list = []
+    for t in tables(model):
+        t.tape = tape
+    try:
+        yield tape
+    finally:
+        for t in tables(model):
+            t.tape = None
+
+
+@torch.no_grad()
+def zero_unseen(model: nn.Module, n_user_ratings: np.ndarray, n_item_ratings: np.ndarray) -> None:
+    """Zero factor rows of users/items with no training rating: they predict from biases."""
+    for t in tables(model):
+        counts = {"user": n_user_ratings, "item": n_item_ratings}.get(t.index)
+        if counts is not None and t.weight.dim() == 2:
+            unseen = torch.from_numpy(np.flatnonzero(counts == 0)).to(t.weight.device)
+            t.weight.index_fill_(0, unseen, 0.0)

@@ -1,0 +1,244 @@
+"""Train one model on one dataset the way Netflix Prize contestants did.
+
+    python train.py                                   # SVD on the offline synthetic Prize
+    python train.py model=baseline data=ml-1m trainer.n_epochs=30
+    python train.py -m model=baseline,svd             # a sweep: one run folder each
+
+Phase 1 trains on the training set minus the probe and measures the probe RMSE after
+every epoch; that picks the epoch count (early stopping, best epoch restored). Phase 2
+(``trainer.final_fit``) retrains from the same initialization on every training rating
+for that many epochs and predicts the qualifying set, as contestants did before
+submitting. Each run folder gets: the Hydra config, ``tensorboard/``,
+``checkpoints/{last,best}.pt`` (``trainer.resume=RUN_DIR`` continues a stopped run),
+``predictions/{probe,qualifying}.npy`` (float32, file order, for blending),
+``submission.txt`` (the Prize's format) and ``metrics.json``. Returns the probe RMSE, the
+number Hydra's sweepers minimize.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from pathlib import Path
+
+import hydra
+import numpy as np
+import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.utils import get_class, instantiate
+from omegaconf import DictConfig, OmegaConf
+from torch.utils.tensorboard import SummaryWriter
+from tqdm.auto import tqdm
+
+from prizenet.data import Batch, PrizeData, RatingLoader, write_submission
+from prizenet.models import model_inputs
+from prizenet.models.tables import recording, zero_unseen
+from prizenet.optim import RowOptimizer
+from prizenet.training import (check_finite, find_checkpoint, flat_hparams, log_histograms, pick_device, predict,
+                               rmse, save_checkpoint, write_json)
+
+log = logging.getLogger("prizenet")
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="config")
+def main(cfg: DictConfig) -> float:
+    return train(cfg, Path(HydraConfig.get().runtime.output_dir))["probe_rmse"]
+
+
+def train(cfg: DictConfig, out: Path) -> dict:
+    tc = cfg.trainer
+    device = pick_device(tc.device)
+    if tc.precision == "bf16" and device.type != "cuda":
+        log.warning("trainer.precision=bf16 applies on CUDA only; training in fp32 on %s", device)
+    data: PrizeData = instantiate(cfg.data)
+    log.info("data %s: %s ratings, %s users, %s items, %s probe, %s qualifying; device %s",
+             data.meta.get("name"), f"{data.n_ratings:,}", f"{data.n_users:,}", f"{data.n_items:,}",
+             f"{len(data.probe_rows):,}", f"{len(data.qual_user):,}", device)
+    writer = SummaryWriter(str(out / "tensorboard"))
+    ckpt = out / "checkpoints"
+    resume = None
+    if tc.resume:
+        src = find_checkpoint(tc.resume)
+        resume = torch.load(src, map_location=device, weights_only=False)
+        _check_same_run(resume["config"], cfg)
+        if (src.parent / "best.pt").is_file() and src.parent.resolve() != ckpt.resolve():
+            ckpt.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src.parent / "best.pt", ckpt / "best.pt")
+        log.info("resuming phase %d after epoch %d from %s", resume["phase"], resume["epoch"], src)
+
+    # Phase 1: train minus probe, probe RMSE each epoch, keep the best epoch.
+    probe = data.probe_rows
+    rows1 = data.fit_rows(final_fit=False)
+    if resume is not None and resume["phase"] == 2:  # phase 1 had finished: its best model is in best.pt
+        model = make_model(cfg, data, rows1, device)
+        model.load_state_dict(torch.load(ckpt / "best.pt", map_location=device, weights_only=False)["model"])
+        hist1 = resume["phase1_history"]
+    else:
+        model, hist1 = fit(cfg, data, rows1, 1, tc.n_epochs, device, writer, ckpt, resume,
+                           probe=(data.user[probe], data.item[probe], data.day[probe], data.probe_rating))
+    best = min(hist1, key=lambda h: h["probe_rmse"])
+    probe_pred = predict(model, data, data.user[probe], data.item[probe], data.day[probe], device, tc.eval_batch_size)
+    probe_rmse = rmse(probe_pred, data.probe_rating)
+    log.info("phase 1: probe RMSE %.5f at epoch %d", probe_rmse, best["epoch"])
+
+    # Phase 2: every training rating, as many epochs as phase 1 found best.
+    hist2 = []
+    if tc.final_fit:
+        p2 = resume if resume is not None and resume["phase"] == 2 else None
+        model, hist2 = fit(cfg, data, data.fit_rows(final_fit=True), 2, best["epoch"], device, writer, ckpt, p2,
+                           hist1=hist1)
+    qual_pred = predict(model, data, data.qual_user, data.qual_item, data.qual_day, device, tc.eval_batch_size)
+
+    (out / "predictions").mkdir(exist_ok=True)
+    for name, pred in (("probe", probe_pred), ("qualifying", qual_pred)):
+        np.save(out / "predictions" / f"{name}.npy", pred.astype(np.float32))
+    write_submission(out / "submission.txt", data.item_ids[data.qual_item], qual_pred, data.rating_scale)
+    fit_seconds = [sum(h["seconds"] for h in hist) for hist in (hist1, hist2)]
+    metrics = {
+        "model": get_class(cfg.model._target_).__name__,
+        "dataset": data.meta.get("name"),
+        "probe_rmse": probe_rmse,
+        "best_epoch": best["epoch"],
+        "epochs_run": len(hist1),
+        "fit_seconds": {"phase1": fit_seconds[0], "phase2": fit_seconds[1]},
+        "ratings_per_s": float(np.median([h["ratings_per_s"] for h in hist1 + hist2])),
+        "final_fit": bool(tc.final_fit),
+        "device": str(device),
+        "n_ratings": data.n_ratings,
+        "history": {"phase1": hist1, "phase2": hist2},
+    }
+    if data.has_answers():  # synthetic data ships its answers: score the submission too
+        quiz = data.qual_part == 0
+        metrics["quiz_rmse"] = rmse(qual_pred[quiz], data.qual_rating[quiz])
+        metrics["test_rmse"] = rmse(qual_pred[~quiz], data.qual_rating[~quiz])
+    write_json(out / "metrics.json", metrics)
+    hparams = flat_hparams(OmegaConf.to_container(cfg.model, resolve=True), "model.")
+    hparams.update(flat_hparams({k: tc[k] for k in ("batch_size", "optimizer", "lr_scale", "lr_decay")}, "trainer."))
+    hparams["data"] = str(data.meta.get("name"))
+    writer.add_hparams(hparams, {"hparam/probe_rmse": probe_rmse, "hparam/best_epoch": best["epoch"]}, run_name=".")
+    writer.close()
+    log.info("probe RMSE %.5f; outputs in %s", probe_rmse, out)
+    return metrics
+
+
+def make_model(cfg, data: PrizeData, rows: np.ndarray, device):
+    """The configured model for training on ``rows``, seeded: both phases start alike."""
+    torch.manual_seed(cfg.seed)
+    model = instantiate(cfg.model, **model_inputs(get_class(cfg.model._target_), data, rows)).to(device)
+    # Users and items without a training rating keep zero factors: they predict from biases.
+    zero_unseen(model, np.bincount(data.user[rows], minlength=data.n_users),
+                np.bincount(data.item[rows], minlength=data.n_items))
+    return model
+
+
+def fit(cfg, data: PrizeData, rows: np.ndarray, phase: int, n_epochs: int, device, writer, ckpt: Path,
+        resume: dict | None, probe=None, hist1=None):
+    """One phase: ``n_epochs`` over ``rows``; with ``probe``, its RMSE each epoch and early stopping."""
+    tc = cfg.trainer
+    model = make_model(cfg, data, rows, device)
+    opt = RowOptimizer(model, tc.optimizer)
+    loader = RatingLoader(data, rows, tc.batch_size, device, seed=cfg.seed,
+                          group_by_user=getattr(model, "group_by_user", False))
+    history, start = [], 0
+    if resume is not None:  # a checkpoint of this phase: continue after its epoch
+        model.load_state_dict(resume["model"])
+        opt.load_state_dict(resume["optimizer"])
+        torch.set_rng_state(resume["torch_rng"])
+        history, start = resume["history"], resume["epoch"]
+        loader.epoch = start
+    tag = "" if phase == 1 else "final_fit/"
+    step0 = 0 if phase == 1 else len(hist1)  # phase 2 curves continue on the same axis
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16,
+                              enabled=tc.precision == "bf16" and device.type == "cuda")
+    als = getattr(model, "solver", "sgd") == "als"
+    if als:
+        cols = [torch.from_numpy(a[rows]).to(device) for a in (data.user, data.item)]
+        cols = [c.long() for c in cols] + [torch.from_numpy(data.rating_x2[rows]).to(device).float() * 0.5]
+
+    for epoch in range(start + 1, n_epochs + 1):
+        if probe is not None and history and epoch - 1 - _best(history) >= tc.patience:
+            log.info("phase 1: no better probe RMSE for %d epochs; stopping", tc.patience)
+            break
+        opt.scale = tc.lr_scale * tc.lr_decay ** (epoch - 1)
+        t0 = time.perf_counter()
+        sse = torch.zeros((), device=device, dtype=torch.float64)
+        if als:  # one closed-form sweep; its training error measured after it
+            model.als_epoch(*cols)
+            with torch.no_grad():
+                e = model(_as_batch(cols)) - cols[2]
+                sse += (e.double() ** 2).sum()
+        else:
+            bar = tqdm(total=len(rows), unit="rating", unit_scale=True, leave=False,
+                       desc=f"phase {phase} epoch {epoch}", disable=None if tc.progress else True)
+            for batch in loader:
+                with recording(model) as tape, autocast:
+                    e = model(batch).float() - batch.rating
+                    loss = 0.5 * (e * e).sum()  # summed: each rating contributes its own SGD update
+                loss.backward()
+                opt.step(tape)
+                sse += loss.detach() * 2
+                bar.update(len(batch))
+            bar.close()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        seconds = time.perf_counter() - t0
+        train_rmse = float(torch.sqrt(sse / len(rows)))
+        check_finite(phase, epoch, train_rmse, tc.diverge_rmse)
+        h = {"epoch": epoch, "train_rmse": train_rmse, "lr_scale": opt.scale, "seconds": seconds,
+             "ratings_per_s": len(rows) / seconds}
+        if probe is not None:
+            h["probe_rmse"] = rmse(predict(model, data, *probe[:3], device, tc.eval_batch_size), probe[3])
+        history.append(h)
+
+        step = step0 + epoch
+        writer.add_scalar(f"{tag}train/loss", 0.5 * train_rmse ** 2, step)
+        writer.add_scalar(f"{tag}train/rmse", train_rmse, step)
+        writer.add_scalar(f"{tag}lr", opt.scale, step)
+        writer.add_scalar(f"{tag}throughput/ratings_per_s", h["ratings_per_s"], step)
+        if probe is not None:
+            writer.add_scalar("probe/rmse", h["probe_rmse"], step)
+        if tc.histograms:
+            log_histograms(writer, model, step, f"{tag}factors")
+        log.info("phase %d epoch %d: train RMSE %.5f%s, %.1f s, %s ratings/s", phase, epoch, train_rmse,
+                 f", probe RMSE {h['probe_rmse']:.5f}" if probe is not None else "", seconds,
+                 f"{h['ratings_per_s']:,.0f}")
+
+        state = {"phase": phase, "epoch": epoch, "model": model.state_dict(), "optimizer": opt.state_dict(),
+                 "torch_rng": torch.get_rng_state(), "history": history, "phase1_history": hist1,
+                 "config": _run_config(cfg)}
+        if probe is not None and _best(history) == epoch:
+            save_checkpoint(ckpt / "best.pt", state)
+        save_checkpoint(ckpt / "last.pt", state)
+
+    if probe is not None and history and _best(history) != history[-1]["epoch"]:  # restore the best epoch
+        model.load_state_dict(torch.load(ckpt / "best.pt", map_location=device, weights_only=False)["model"])
+    return model, history
+
+
+def _best(history: list[dict]) -> int:
+    return min(history, key=lambda h: h["probe_rmse"])["epoch"]
+
+
+def _as_batch(cols):
+    user, item, rating = cols
+    return Batch(user=user, item=item, day=torch.zeros_like(user), rating=rating)
+
+
+def _run_config(cfg: DictConfig) -> dict:
+    """What must match for a checkpoint to continue this run (everything but resume)."""
+    c = OmegaConf.to_container(cfg, resolve=True)
+    c["trainer"] = {k: v for k, v in c["trainer"].items() if k not in ("resume", "progress")}
+    return c
+
+
+def _check_same_run(saved: dict, cfg: DictConfig) -> None:
+    now = _run_config(cfg)
+    diff = [k for k in ("seed", "data", "model", "trainer") if saved.get(k) != now.get(k)]
+    if diff:
+        raise ValueError(f"trainer.resume: the checkpoint was made with a different {', '.join(diff)} config; "
+                         f"resume with the overrides of the run that wrote it")
+
+
+if __name__ == "__main__":
+    main()

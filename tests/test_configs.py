@@ -63,7 +63,7 @@ def test_movielens_without_files_or_network_says_where_to_put_them(tmp_path):
 
 
 def test_netflix_without_files_lists_the_layout(tmp_path):
-    cfg = compose_with("data=netflix", f"data.path={tmp_path}")
+    cfg = compose_with("data=netflix", f"data.root={tmp_path}")
     with pytest.raises(Exception, match="training_set"):
         instantiate(cfg.data)
 

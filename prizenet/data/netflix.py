@@ -275,3 +275,17 @@ def files_of(root: Path, fmt: str) -> list[Path]:
         files = [p for k in range(1, 5) if (p := find(root, f"combined_data_{k}.txt"))]
         names = ["probe.txt", "qualifying.txt", "movie_titles.csv", "answers.csv"]
     return files + [p for n in names if (p := find(root, n))]
+
+
+def load_netflix(root: str | Path, format: str = "netflix", cache_dir: str | Path | None = None):
+    """The Netflix Prize folder ``root`` (``format``: "netflix" or "netflix_kaggle"), cached.
+
+    The Prize data cannot be downloaded from Netflix any more: a missing folder raises an
+    error that lists the files the layout needs and where copies are found.
+    """
+    from .cache import load_prize
+
+    root = Path(root).expanduser()
+    if not root.exists():
+        raise missing(root, format, "such folder")
+    return load_prize(root, format=format, cache_dir=cache_dir)

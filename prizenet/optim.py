@@ -6,6 +6,14 @@ the row's table's own (biases, factors, day terms). The L2 term is applied per r
 to the rows that rating used, never as a weight decay over whole tables: a user with 500
 ratings is shrunk 500 times an epoch, one with 5 ratings 5 times, as in Koren's updates.
 
+Rows that many ratings of one batch update at once (a user's rows when batches hold whole
+users, as SVD++'s do) would take all those updates in one step, which diverges for heavy
+users at the papers' learning rates. When the model says how many ratings ``c`` update a
+row (``SparseTable(..., uses=c)``), that row moves ``(1 − (1 − lr)^c) / c`` times its summed
+gradient instead of ``lr`` times: exactly ``lr`` for c = 1; for a bias whose c ratings
+leave the same residual, exactly what c sequential SGD steps do; never more than the mean
+of the c updates.
+
 ``adam`` is lazy Adam (what ``torch.optim.SparseAdam`` does): moments of a row move only
 when a batch touches it. The same per-rating L2 is added to the gradient.
 
@@ -15,6 +23,8 @@ same learning-rate decay. ``scale`` multiplies every learning rate: the trainer 
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 from torch import nn
@@ -47,13 +57,18 @@ class RowOptimizer:
     def step(self, tape: list) -> None:
         self.steps += 1
         index = {id(t): k for k, t in enumerate(self.tables)}
-        for table, idx, rows in tape:
+        for table, idx, rows, uses in tape:
             if rows.grad is None:
                 continue
-            g = rows.grad.add_(rows, alpha=table.reg)  # per-rating L2 on the rows used
+            g = rows.grad.add_(rows, alpha=table.reg)  # L2 on the rows used, once per gathered row
             lr = table.lr * self.scale
             if self.kind == "sgd":
-                table.weight.index_add_(0, idx, g.mul_(-lr))
+                if uses is not None:  # damped: the effect of `uses` sequential steps
+                    c = uses.to(g.dtype).clamp(min=1)
+                    step = torch.expm1(c * math.log1p(-lr)).div_(c).neg_()  # (1 - (1 - lr)^c) / c
+                    table.weight.index_add_(0, idx, g.mul_(_column(step, rows)).neg_())
+                else:
+                    table.weight.index_add_(0, idx, g.mul_(-lr))
             else:
                 self._adam(index[id(table)], table, idx, g, lr)
         if self.dense is not None:
@@ -83,3 +98,8 @@ class RowOptimizer:
             self.state[key].copy_(value)
         if self.dense is not None and sd["dense"] is not None:
             self.dense.load_state_dict(sd["dense"])
+
+
+def _column(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """Per-row numbers shaped to broadcast over ``like``'s rows."""
+    return v.view(-1, *([1] * (like.dim() - 1)))

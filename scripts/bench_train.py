@@ -41,7 +41,7 @@ def prizenet_run(data: Path, overrides: list[str], out: Path) -> dict:
     import train
 
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose("config", overrides=[*overrides, "data=netflix", f"data.path={data}", "trainer.final_fit=false",
+        cfg = compose("config", overrides=[*overrides, "data=netflix", f"data.root={data}", "trainer.final_fit=false",
                                            "trainer.progress=false", "trainer.histograms=false"])
     m = train.train(cfg, out)
     return {"probe_rmse": m["probe_rmse"], "seconds": m["fit_seconds"]["phase1"], "epochs": m["epochs_run"],
@@ -99,8 +99,12 @@ def main(argv=None) -> int:
             print(algo, json.dumps(r), file=sys.stderr, flush=True)
     for group in ("prizenet", "surprise"):  # one row each: median time, the (seeded) RMSE
         for name, rs in result[group].items():
-            result[group][name] = {**rs[0], "seconds": statistics.median(r["seconds"] for r in rs),
-                                   "seconds_all": [r["seconds"] for r in rs]}
+            row = {**rs[0], "seconds": statistics.median(r["seconds"] for r in rs),
+                   "seconds_all": [r["seconds"] for r in rs]}
+            if group == "prizenet":
+                row["seconds_per_epoch"] = row["seconds"] / row["epochs"]
+                row["ratings_per_s"] = statistics.median(r["ratings_per_s"] for r in rs)
+            result[group][name] = row
     print(json.dumps(result, indent=1))
     if args.markdown:
         print("\n| model | settings | probe RMSE | fit seconds | epochs | ratings/s |\n|---|---|---:|---:|---:|---:|")

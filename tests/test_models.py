@@ -64,7 +64,7 @@ def test_batch_step_sums_the_per_rating_updates():
         with recording(m) as tape:
             pred = m(batch(user[k:k + 1], item[k:k + 1], rating[k:k + 1]))
             (0.5 * ((pred - rating[k]) ** 2).sum()).backward()
-        for table, idx, rows in tape:
+        for table, idx, rows, *_ in tape:
             if table is m.pu:
                 grads.index_add_(0, idx, rows.grad + m.pu.reg * rows.detach())
     opt = RowOptimizer(m, "sgd")
@@ -119,3 +119,188 @@ def test_unseen_users_and_items_fall_back_to_the_biases():
 def test_unbiased_svd_is_funks_plain_mf():
     m = svd(biased=False)
     assert torch.allclose(m(batch()), (m.pu.weight[user] * m.qi.weight[item]).sum(1))
+
+
+# SVD++ and the time models: N(u) as a CSR, days per rating.
+nu_lists = [[0, 1, 3], [1, 3, 2], [2], [0, 2, 3], [1]]  # user 4: only a qualifying item
+nu_indptr = np.cumsum([0] + [len(x) for x in nu_lists])
+nu_items = np.concatenate(nu_lists)
+day = torch.tensor([0, 3, 5, 9, 2, 2, 7, 6])
+
+
+def svdpp(**kw):
+    from prizenet.models import SVDpp
+
+    torch.manual_seed(0)
+    m = SVDpp(U, I, mu=3.0, nu_indptr=nu_indptr, nu_items=nu_items, n_factors=3, **kw)
+    with torch.no_grad():
+        m.bu.weight.normal_()
+        m.bi.weight.normal_()
+    return m
+
+
+def grouped(u=user, i=item, r=rating):
+    users, inverse = torch.unique(u, return_inverse=True)
+    b = batch(u, i, r)
+    b.users, b.inverse = users, inverse
+    return b
+
+
+def svdpp_reference(m, u, i):
+    y = m.yj.weight
+    z = sum(y[j] for j in nu_lists[u]) / len(nu_lists[u]) ** 0.5
+    return 3.0 + m.bu.weight[u] + m.bi.weight[i] + m.qi.weight[i] @ (m.pu.weight[u] + z)
+
+
+@pytest.mark.parametrize("make_batch", [batch, grouped])
+def test_svdpp_prediction_matches_the_formula(make_batch):
+    m = svdpp()
+    pred = m(make_batch())
+    for k, (u, i) in enumerate(zip(user.tolist(), item.tolist())):
+        assert pred[k].item() == pytest.approx(svdpp_reference(m, u, i).item(), abs=1e-5)
+
+
+def test_svdpp_gradients_match_autograd_through_the_formula():
+    m = svdpp()
+    y = m.yj.weight.detach().clone().requires_grad_(True)
+    pu = m.pu.weight.detach().clone().requires_grad_(True)
+    loss = 0
+    for u, i, r in zip(user.tolist(), item.tolist(), rating.tolist()):  # the formula, rating by rating
+        z = sum(y[j] for j in nu_lists[u]) / len(nu_lists[u]) ** 0.5
+        pred = 3.0 + m.bu.weight[u] + m.bi.weight[i] + m.qi.weight[i] @ (pu[u] + z)
+        loss = loss + 0.5 * (pred - r) ** 2
+    loss.backward()
+    with recording(m) as tape:
+        (0.5 * ((m(grouped()) - rating) ** 2).sum()).backward()
+    gy, gp = torch.zeros_like(y), torch.zeros_like(pu)
+    for table, idx, rows, *_ in tape:
+        if table is m.yj:
+            gy.index_add_(0, idx, rows.grad)
+        if table is m.pu:
+            gp.index_add_(0, idx, rows.grad)
+    assert torch.allclose(gy, y.grad, atol=1e-5) and torch.allclose(gp, pu.grad, atol=1e-5)
+
+
+def time_inputs():
+    n_days = 10
+    t_u = np.array([1.0, 4.0, 9.0, 6.0, 0.0], np.float32)
+    keys = np.unique(user.numpy() * n_days + day.numpy())
+    return n_days, t_u, keys
+
+
+def time_baseline(**kw):
+    from prizenet.models import TimeBaseline
+
+    n_days, t_u, keys = time_inputs()
+    torch.manual_seed(0)
+    m = TimeBaseline(U, I, 3.0, n_days, t_u, keys, n_bins=3, **kw)
+    with torch.no_grad():
+        for t in (m.bu, m.alpha, m.but, m.bi, m.bibin, m.cu, m.cut):
+            t.weight.normal_(0, 0.3)
+    return m
+
+
+def dev_ref(u, t, t_u, beta=0.4):
+    d = t - t_u[u]
+    return (1 if d > 0 else -1 if d < 0 else 0) * abs(d) ** beta
+
+
+def baseline_t_ref(m, u, i, t):
+    _, t_u, keys = time_inputs()
+    k = list(keys).index(u * 10 + t)
+    b = lambda table, r: table.weight[r].item()  # noqa: E731
+    bin_ = min(2, t * 3 // 10)
+    return (3.0 + b(m.bu, u) + b(m.alpha, u) * dev_ref(u, t, t_u) + b(m.but, k)
+            + (b(m.bi, i) + b(m.bibin, i * 3 + bin_)) * (1 + b(m.cu, u) + b(m.cut, k)))
+
+
+def test_time_features():
+    from prizenet.models.timebaseline import TimeFeatures
+
+    n_days, t_u, keys = time_inputs()
+    f = TimeFeatures(n_days, t_u, keys, n_bins=3)
+    d = f.dev(torch.tensor([0, 1, 2]), torch.tensor([5, 4, 1]))
+    assert torch.allclose(d, torch.tensor([4 ** 0.4, 0.0, -(8 ** 0.4)]))
+    assert f.bin(torch.arange(10)).tolist() == [0, 0, 0, 0, 1, 1, 1, 2, 2, 2]
+    row, known = f.user_day(torch.tensor([3, 3, 4]), torch.tensor([7, 8, 0]))
+    assert known.tolist() == [True, False, False] and keys[row[0]] == 3 * 10 + 7
+
+
+def time_batch():
+    return Batch(user=user, item=item, day=day, rating=rating)
+
+
+def test_time_baseline_matches_the_formula():
+    m = time_baseline()
+    pred = m(time_batch())
+    for k, (u, i, t) in enumerate(zip(user.tolist(), item.tolist(), day.tolist())):
+        assert pred[k].item() == pytest.approx(baseline_t_ref(m, u, i, t), abs=1e-5)
+
+
+def time_svdpp(**kw):
+    from prizenet.models import TimeSVDpp
+
+    n_days, t_u, keys = time_inputs()
+    torch.manual_seed(0)
+    m = TimeSVDpp(U, I, 3.0, n_days, t_u, keys, nu_indptr, nu_items, n_factors=3, per_day_factors=True,
+                  n_bins=3, **kw)
+    with torch.no_grad():
+        for t in (m.alpha_p, m.put, *[getattr(m.baseline, n) for n in ("bu", "alpha", "but", "bi", "bibin", "cu", "cut")]):
+            t.weight.normal_(0, 0.3)
+    return m
+
+
+def test_time_svdpp_matches_the_formula_and_its_gradients():
+    m = time_svdpp()
+    _, t_u, keys = time_inputs()
+    leaves = {n: getattr(m, n).weight.detach().clone().requires_grad_(True) for n in ("pu", "alpha_p", "put", "yj", "qi")}
+    loss, preds = 0, []
+    for u, i, t, r in zip(user.tolist(), item.tolist(), day.tolist(), rating.tolist()):
+        k = list(keys).index(u * 10 + t)
+        z = sum(leaves["yj"][j] for j in nu_lists[u]) / len(nu_lists[u]) ** 0.5
+        p_t = leaves["pu"][u] + leaves["alpha_p"][u] * dev_ref(u, t, t_u) + leaves["put"][k]
+        pred = baseline_t_ref(m.baseline, u, i, t) + leaves["qi"][i] @ (p_t + z)
+        preds.append(pred.item())
+        loss = loss + 0.5 * (pred - r) ** 2
+    loss.backward()
+    b = grouped()
+    b.day = day
+    with recording(m) as tape:
+        pred = m(b)
+        (0.5 * ((pred - rating) ** 2).sum()).backward()
+    assert np.allclose(pred.detach().numpy(), preds, atol=1e-5)
+    for name, leaf in leaves.items():
+        g = torch.zeros_like(leaf)
+        for table, idx, rows, *_ in tape:
+            if table is getattr(m, name):
+                g.index_add_(0, idx, rows.grad)
+        assert torch.allclose(g, leaf.grad, atol=1e-5), name
+
+
+@pytest.mark.parametrize("make", [svdpp, time_svdpp])
+def test_grouped_models_damp_heavy_user_steps(make):
+    # A user with many ratings in one batch moves at most by the mean of its updates.
+    m = make(lr_pu=0.5)
+    u = torch.zeros(200, dtype=torch.long)
+    i = torch.arange(200) % I
+    b = grouped(u, i, torch.full((200,), 5.0))
+    b.day = torch.zeros(200, dtype=torch.long)
+    before = m.pu.weight[0].clone()
+    opt = RowOptimizer(m, "sgd")
+    with recording(m) as tape:
+        (0.5 * ((m(b) - b.rating) ** 2).sum()).backward()
+    summed = sum(rows.grad + m.pu.reg * rows.detach() for t, _, rows, _ in tape if t is m.pu).sum(0)
+    opt.step(tape)
+    # 200 ratings at lr 0.5 would move pu by 100x its gradient; damped, by (1 - 0.5^200) / 200.
+    assert torch.allclose(m.pu.weight[0] - before, -summed / 200, atol=1e-6)
+
+
+def test_svdpp_prediction_in_user_chunks_is_the_same(monkeypatch):
+    from prizenet.models import svdpp as module
+
+    m = svdpp()
+    with torch.no_grad():
+        whole = m(batch())
+        monkeypatch.setattr(module, "PREDICT_ROWS", 2)  # force one or two users per chunk
+        chunked = m(batch())
+    assert torch.allclose(whole, chunked, atol=1e-6)

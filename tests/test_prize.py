@@ -43,3 +43,16 @@ def test_day_zero_is_the_first_date_and_ratings_are_exact():
     assert d.day.tolist() == [0, 1, 2] and d.qual_day.tolist() == [3]
     assert d.rating.tolist() == [4.5, 0.5, 5.0]
     assert d.item_ids.tolist() == [5, 6, 7] and d.qual_item.tolist() == [2]
+
+
+def test_time_model_inputs(synthetic):
+    d = load_prize(synthetic)
+    t_u = d.user_mean_day()
+    for u in range(0, d.n_users, 41):
+        days = d.day[d.user == u]
+        expect = days.mean() if days.size else d.qual_day[d.qual_user == u].mean()
+        assert t_u[u] == pytest.approx(expect, rel=1e-5)
+    keys = d.user_day_keys()
+    want = {(int(u), int(t)) for u, t in zip(d.user, d.day)} | {(int(u), int(t)) for u, t in zip(d.qual_user, d.qual_day)}
+    assert len(keys) == len(want) and np.all(np.diff(keys) > 0)
+    assert {(int(k // d.n_days), int(k % d.n_days)) for k in keys} == want

@@ -136,6 +136,26 @@ class PrizeData:
         """Day indices as numpy datetime64[D]."""
         return (np.asarray(day, np.int64) + self.meta["epoch"]).astype("datetime64[D]")
 
+    def user_mean_day(self) -> np.ndarray:
+        """t_u of Koren 2009: each user's mean rating day over the training set (probe
+        included: dates are not answers); users with no training rating get the mean of
+        their qualifying days."""
+        days = np.bincount(self.user, weights=self.day, minlength=self.n_users)
+        counts = np.bincount(self.user, minlength=self.n_users)
+        q_days = np.bincount(self.qual_user, weights=self.qual_day, minlength=self.n_users)
+        q_counts = np.bincount(self.qual_user, minlength=self.n_users)
+        cold = counts == 0
+        days[cold], counts[cold] = q_days[cold], q_counts[cold]
+        return (days / np.maximum(counts, 1)).astype(np.float32)
+
+    def user_day_keys(self) -> np.ndarray:
+        """Sorted distinct ``user * n_days + day`` of every (user, day) in training, probe
+        and qualifying: the rows of per-day user terms (b_u,t, c_u,t, p_u,t)."""
+        n_days = np.int64(self.n_days)
+        keys = np.concatenate([self.user.astype(np.int64) * n_days + self.day,
+                               self.qual_user.astype(np.int64) * n_days + self.qual_day])
+        return np.unique(keys)
+
     def has_answers(self) -> bool:
         return bool(len(self.qual_rating)) and not np.isnan(self.qual_rating).any()
 

@@ -14,8 +14,11 @@ import numpy as np
 from ..data import PrizeData
 from .baseline import Baseline
 from .svd import SVD
+from .svdpp import SVDpp
+from .timebaseline import TimeBaseline
+from .timesvdpp import TimeSVDpp
 
-__all__ = ["SVD", "Baseline", "model_inputs"]
+__all__ = ["SVD", "Baseline", "SVDpp", "TimeBaseline", "TimeSVDpp", "model_inputs"]
 
 
 def model_inputs(target, data: PrizeData, rows: np.ndarray) -> dict:
@@ -33,6 +36,10 @@ def model_inputs(target, data: PrizeData, rows: np.ndarray) -> dict:
         "n_items": lambda: data.n_items,
         "mu": lambda: data.global_mean(rows),
         "n_days": lambda: data.n_days,
+        "nu_indptr": lambda: data.nu_indptr,
+        "nu_items": lambda: data.nu_items,
+        "user_mean_day": data.user_mean_day,
+        "user_day_keys": data.user_day_keys,
     }
     wanted = inspect.signature(target).parameters
     return {name: make() for name, make in offered.items() if name in wanted}

@@ -38,11 +38,18 @@ class SparseTable(nn.Module):
         self.lr, self.reg, self.index = float(lr), float(reg), index
         self.tape: list | None = None
 
-    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+    def forward(self, idx: torch.Tensor, uses: torch.Tensor | None = None) -> torch.Tensor:
+        """Rows ``idx`` (one gathered row per index).
+
+        ``uses`` (one number per index): how many ratings of the batch update that row in
+        all. The SGD step of such a row is damped to the effect of that many sequential
+        steps (see :mod:`prizenet.optim`); models with whole-user batches pass it for their
+        user rows, which otherwise take all of a user's updates at once.
+        """
         rows = self.weight.index_select(0, idx)
         if self.tape is not None:  # training: gradients are taken w.r.t. the gathered rows
             rows.requires_grad_(True)
-            self.tape.append((self, idx, rows))
+            self.tape.append((self, idx, rows, uses))
         return rows
 
     def extra_repr(self) -> str:

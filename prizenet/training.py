@@ -33,12 +33,20 @@ def pick_device(name: str) -> torch.device:
 
 @torch.no_grad()
 def predict(model: nn.Module, data: PrizeData, user, item, day, device, batch_size: int) -> np.ndarray:
-    """Predictions for (user, item, day) pairs in their order, clipped to the rating scale."""
+    """Predictions for (user, item, day) pairs in their order, clipped to the rating scale.
+
+    Pairs are predicted in user order (and put back): a user's pairs then share a batch,
+    so per-user terms such as SVD++'s sum over N(u) are computed once, not once per batch.
+    """
     model.eval()
     lo, hi = data.rating_scale
-    out = [model(b).float().clamp_(lo, hi) for b in pair_batches(user, item, day, batch_size, device)]
+    order = np.argsort(np.asarray(user), kind="stable")
+    batches = pair_batches(np.asarray(user)[order], np.asarray(item)[order], np.asarray(day)[order], batch_size, device)
+    out = [model(b).float().clamp_(lo, hi) for b in batches]
     model.train()
-    return torch.cat(out).cpu().numpy() if out else np.zeros(0, np.float32)
+    pred = np.empty(len(order), np.float32)
+    pred[order] = torch.cat(out).cpu().numpy() if out else np.zeros(0, np.float32)
+    return pred
 
 
 def rmse(pred: np.ndarray, truth: np.ndarray) -> float:

@@ -152,6 +152,9 @@ def fit(cfg, data: PrizeData, rows: np.ndarray, phase: int, n_epochs: int, devic
     autocast = torch.autocast(device.type, dtype=torch.bfloat16,
                               enabled=tc.precision == "bf16" and device.type == "cuda")
     als = getattr(model, "solver", "sgd") == "als"
+    # On CPU, a model's compiled per-rating SGD (svd: Koren's exact updates) when it has one.
+    kernel = (tc.kernel == "auto" and device.type == "cpu" and tc.optimizer == "sgd"
+              and hasattr(model, "sgd_epoch") and not als and not getattr(model, "group_by_user", False))
     if als:
         cols = [torch.from_numpy(a[rows]).to(device) for a in (data.user, data.item)]
         cols = [c.long() for c in cols] + [torch.from_numpy(data.rating_x2[rows]).to(device).float() * 0.5]
@@ -168,6 +171,8 @@ def fit(cfg, data: PrizeData, rows: np.ndarray, phase: int, n_epochs: int, devic
             with torch.no_grad():
                 e = model(_as_batch(cols)) - cols[2]
                 sse += (e.double() ** 2).sum()
+        elif kernel:  # one rating at a time, in this epoch's shuffled order
+            sse += model.sgd_epoch(loader.whole_epoch(), opt.scale)
         else:
             bar = tqdm(total=len(rows), unit="rating", unit_scale=True, leave=False,
                        desc=f"phase {phase} epoch {epoch}", disable=None if tc.progress else True)

@@ -67,3 +67,17 @@ def test_permutation_is_a_seeded_bijection():
     assert not np.array_equal(p, permutation(10_000, seed=2))
     # no bucket structure left: where index 0..99 land is spread over the whole range
     assert np.ptp(np.argsort(p)[:100]) > 5_000
+
+
+@pytest.mark.parametrize("resident", [True, False])
+def test_whole_epoch_is_the_epoch_iteration_would_give(data, resident):
+    rows = data.fit_rows(final_fit=False)
+    a = RatingLoader(data, rows, batch_size=700, resident=resident, chunk_size=5000, seed=2)
+    b = RatingLoader(data, rows, batch_size=700, resident=resident, chunk_size=5000, seed=2)
+    for _ in range(2):  # epoch by epoch, the same order
+        whole = a.whole_epoch()
+        parts = list(b)
+        assert torch.equal(whole.user.long(), torch.cat([p.user for p in parts]))
+        assert torch.equal(whole.item.long(), torch.cat([p.item for p in parts]))
+        assert torch.equal(whole.day.long(), torch.cat([p.day for p in parts]))
+        assert torch.equal(whole.rating, torch.cat([p.rating for p in parts]))

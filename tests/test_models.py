@@ -304,3 +304,19 @@ def test_svdpp_prediction_in_user_chunks_is_the_same(monkeypatch):
         monkeypatch.setattr(module, "PREDICT_ROWS", 2)  # force one or two users per chunk
         chunked = m(batch())
     assert torch.allclose(whole, chunked, atol=1e-6)
+
+
+def test_svd_sgd_epoch_is_korens_per_rating_loop():
+    m = svd(lr_bu=0.01, lr_bi=0.02, lr_pu=0.03, lr_qi=0.04, reg_bu=0.1, reg_bi=0.2, reg_pu=0.3, reg_qi=0.4)
+    bu, bi, pu, qi = (t.weight.detach().clone().double() for t in (m.bu, m.bi, m.pu, m.qi))
+    sse = 0.0
+    for u, i, r in zip(user.tolist(), item.tolist(), rating.tolist()):  # Surprise's SVD.fit, one epoch
+        e = r - (3.0 + bu[u] + bi[i] + qi[i] @ pu[u])
+        sse += float(e) ** 2
+        bu[u] += 0.01 * (e - 0.1 * bu[u])
+        bi[i] += 0.02 * (e - 0.2 * bi[i])
+        pu[u], qi[i] = pu[u] + 0.03 * (e * qi[i] - 0.3 * pu[u]), qi[i] + 0.04 * (e * pu[u] - 0.4 * qi[i])
+    got = m.sgd_epoch(batch())
+    assert got == pytest.approx(sse, rel=1e-5)
+    for t, want in zip((m.bu, m.bi, m.pu, m.qi), (bu, bi, pu, qi)):
+        assert torch.allclose(t.weight.double(), want, atol=1e-5)

@@ -169,7 +169,31 @@ class RatingLoader:
             chunk = self._resident or _Chunk(self._data, self._rows[a:b], self.device, self.grouped)
             yield from (self._grouped(chunk, gen) if self.grouped else self._random(chunk, gen))
 
+    def whole_epoch(self) -> Batch:
+        """This epoch's ratings as one batch, in the order iterating would give them (for
+        kernels that walk the ratings one at a time). Advances the epoch like iterating.
+
+        Resident and ungrouped, user, item and day are int32 views into the shuffled
+        rows (no copy of 10^8 ratings); otherwise the batches are concatenated.
+        """
+        if self._resident is None or self.grouped:
+            parts = list(self)
+            return Batch(user=torch.cat([b.user for b in parts]), item=torch.cat([b.item for b in parts]),
+                         day=torch.cat([b.day for b in parts]), rating=torch.cat([b.rating for b in parts]))
+        gen = torch.Generator(device=self.device).manual_seed(self.seed * 1_000_003 + self.epoch)
+        self.epoch += 1
+        x = self._shuffled(self._resident, gen)
+        return Batch(user=x[:, 0], item=x[:, 1], day=x[:, 2] >> 8, rating=(x[:, 2] & 255).float() * 0.5)
+
     def _random(self, chunk: _Chunk, gen: torch.Generator):
+        epoch = self._shuffled(chunk, gen)
+        # One gather of whole rows per epoch runs at memory speed (and on several threads);
+        # each batch is then a slice of it.
+        for s in range(0, chunk.n, self.batch_size):
+            yield _unpack(epoch[s: s + self.batch_size])
+
+    def _shuffled(self, chunk: _Chunk, gen: torch.Generator) -> torch.Tensor:
+        """The chunk's packed rows in this epoch's order."""
         if self.shuffle and chunk.buf is None:
             chunk.buf = torch.empty_like(chunk.x)
         epoch = chunk.buf
@@ -183,10 +207,7 @@ class RatingLoader:
             cut = full * self.block
             torch.index_select(chunk.x[:cut].view(full, self.block * 3), 0, blocks, out=epoch[:cut].view(full, -1))
             epoch[cut:] = chunk.x[cut:]
-        # One gather of whole rows per epoch runs at memory speed (and on several threads);
-        # each batch is then a slice of it.
-        for s in range(0, chunk.n, self.batch_size):
-            yield _unpack(epoch[s: s + self.batch_size])
+        return epoch
 
     def _grouped(self, chunk: _Chunk, gen: torch.Generator):
         n_seg = chunk.seg_start.numel()

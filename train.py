@@ -36,7 +36,7 @@ from prizenet.models import model_inputs
 from prizenet.models.tables import recording, zero_unseen
 from prizenet.optim import RowOptimizer
 from prizenet.training import (check_finite, find_checkpoint, flat_hparams, log_histograms, pick_device, predict,
-                               rmse, save_checkpoint, write_json)
+                               rmse, save_checkpoint, save_npy, write_json)
 
 log = logging.getLogger("prizenet")
 
@@ -90,13 +90,13 @@ def train(cfg: DictConfig, out: Path) -> dict:
                            hist1=hist1)
     qual_pred = predict(model, data, data.qual_user, data.qual_item, data.qual_day, device, tc.eval_batch_size)
 
-    (out / "predictions").mkdir(exist_ok=True)
     for name, pred in (("probe", probe_pred), ("qualifying", qual_pred)):
-        np.save(out / "predictions" / f"{name}.npy", pred.astype(np.float32))
+        save_npy(out / "predictions" / f"{name}.npy", pred.astype(np.float32))
     write_submission(out / "submission.txt", data.item_ids[data.qual_item], qual_pred, data.rating_scale)
     fit_seconds = [sum(h["seconds"] for h in hist) for hist in (hist1, hist2)]
     metrics = {
         "model": get_class(cfg.model._target_).__name__,
+        "model_config": OmegaConf.to_container(cfg.model, resolve=True),
         "dataset": data.meta.get("name"),
         "probe_rmse": probe_rmse,
         "best_epoch": best["epoch"],
@@ -138,26 +138,28 @@ def fit(cfg, data: PrizeData, rows: np.ndarray, phase: int, n_epochs: int, devic
     tc = cfg.trainer
     model = make_model(cfg, data, rows, device)
     opt = RowOptimizer(model, tc.optimizer)
-    loader = RatingLoader(data, rows, tc.batch_size, device, seed=cfg.seed,
-                          group_by_user=getattr(model, "group_by_user", False))
+    als = getattr(model, "solver", "sgd") == "als"
+    # On CPU, a model's compiled per-rating SGD (svd: Koren's exact updates) when it has one.
+    kernel = (tc.kernel == "auto" and device.type == "cpu" and tc.optimizer == "sgd"
+              and hasattr(model, "sgd_epoch") and not als and not getattr(model, "group_by_user", False))
+    if als:  # closed-form sweeps over all rows at once: no batches
+        cols = [torch.from_numpy(a[rows]).to(device) for a in (data.user, data.item)]
+        cols = [c.long() for c in cols] + [torch.from_numpy(data.rating_x2[rows]).to(device).float() * 0.5]
+    else:
+        loader = RatingLoader(data, rows, tc.batch_size, device, seed=cfg.seed,
+                              group_by_user=getattr(model, "group_by_user", False))
     history, start = [], 0
     if resume is not None:  # a checkpoint of this phase: continue after its epoch
         model.load_state_dict(resume["model"])
         opt.load_state_dict(resume["optimizer"])
         torch.set_rng_state(resume["torch_rng"])
         history, start = resume["history"], resume["epoch"]
-        loader.epoch = start
+        if not als:
+            loader.epoch = start  # the next epoch's shuffle, as in the run that stopped
     tag = "" if phase == 1 else "final_fit/"
     step0 = 0 if phase == 1 else len(hist1)  # phase 2 curves continue on the same axis
     autocast = torch.autocast(device.type, dtype=torch.bfloat16,
                               enabled=tc.precision == "bf16" and device.type == "cuda")
-    als = getattr(model, "solver", "sgd") == "als"
-    # On CPU, a model's compiled per-rating SGD (svd: Koren's exact updates) when it has one.
-    kernel = (tc.kernel == "auto" and device.type == "cpu" and tc.optimizer == "sgd"
-              and hasattr(model, "sgd_epoch") and not als and not getattr(model, "group_by_user", False))
-    if als:
-        cols = [torch.from_numpy(a[rows]).to(device) for a in (data.user, data.item)]
-        cols = [c.long() for c in cols] + [torch.from_numpy(data.rating_x2[rows]).to(device).float() * 0.5]
 
     for epoch in range(start + 1, n_epochs + 1):
         if probe is not None and history and epoch - 1 - _best(history) >= tc.patience:

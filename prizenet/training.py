@@ -89,6 +89,13 @@ def log_histograms(writer, model: nn.Module, step: int, tag: str) -> None:
             writer.add_histogram(f"{tag}/{name}_norm", m.weight.norm(dim=1).float().cpu(), step)
 
 
+def save_npy(path: Path, array: np.ndarray) -> None:
+    """np.save through a temporary file (a killed run leaves the old file or none)."""
+    buf = io.BytesIO()
+    np.save(buf, array)
+    atomic_write(path, [buf.getbuffer()])
+
+
 def write_json(path: Path, obj: dict) -> None:
     atomic_write(path, [json.dumps(obj, indent=1, default=float).encode() + b"\n"])
 

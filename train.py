@@ -139,9 +139,9 @@ def fit(cfg, data: PrizeData, rows: np.ndarray, phase: int, n_epochs: int, devic
     model = make_model(cfg, data, rows, device)
     opt = RowOptimizer(model, tc.optimizer)
     als = getattr(model, "solver", "sgd") == "als"
-    # On CPU, a model's compiled per-rating SGD (svd: Koren's exact updates) when it has one.
+    # On CPU, a model's compiled one-rating-at-a-time SGD (svd, svdpp) when it has one.
     kernel = (tc.kernel == "auto" and device.type == "cpu" and tc.optimizer == "sgd"
-              and hasattr(model, "sgd_epoch") and not als and not getattr(model, "group_by_user", False))
+              and hasattr(model, "sgd_epoch") and not als)
     if als:  # closed-form sweeps over all rows at once: no batches
         cols = [torch.from_numpy(a[rows]).to(device) for a in (data.user, data.item)]
         cols = [c.long() for c in cols] + [torch.from_numpy(data.rating_x2[rows]).to(device).float() * 0.5]
@@ -173,7 +173,7 @@ def fit(cfg, data: PrizeData, rows: np.ndarray, phase: int, n_epochs: int, devic
             with torch.no_grad():
                 e = model(_as_batch(cols)) - cols[2]
                 sse += (e.double() ** 2).sum()
-        elif kernel:  # one rating at a time, in this epoch's shuffled order
+        elif kernel:  # one rating at a time, in this epoch's shuffled order (user by user if grouped)
             sse += model.sgd_epoch(loader.whole_epoch(), opt.scale)
         else:
             bar = tqdm(total=len(rows), unit="rating", unit_scale=True, leave=False,

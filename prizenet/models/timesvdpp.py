@@ -10,6 +10,9 @@ per batch, exact gradients), and dev_u(t) the same drift feature for the user fa
 ``per_day_factors=True`` adds put[u,t], a factor vector for every (user, day) in training,
 probe and qualifying (Koren's most accurate variant; memory grows with the user-days).
 
+On CPU the trainer uses ``sgd_epoch``: as SVD++'s, a numba-compiled loop over users that
+applies every term's update one rating at a time and y's once per user.
+
 Reading of the paper: alpha_p[u] is a vector (one drift per factor), as in eq. 12.
 Objective and SGD: squared error plus each term's per-rating L2, θ += lr_θ·(e·∂r̂/∂θ − reg_θ·θ).
 
@@ -23,7 +26,7 @@ import torch
 from torch import nn
 
 from ..data import Batch
-from .svdpp import implicit_sum, users_of
+from .svdpp import implicit_sum, numba, users_of
 from .tables import SparseTable
 from .timebaseline import TimeBaseline
 
@@ -66,3 +69,71 @@ class TimeSVDpp(nn.Module):
             pu_t = pu_t + self.put(ut, day_uses) * known.unsqueeze(1)
         return (b.mu + b.bias(batch, uses, dev, user_day)
                 + (self.qi(batch.item) * (pu_t + z.index_select(0, inverse))).sum(-1))
+
+    def sgd_epoch(self, batch: Batch, scale: float = 1.0) -> float:
+        """One epoch of per-user SGD over ``batch`` (whole users, in order); returns the SSE."""
+        if numba is None:
+            raise RuntimeError("sgd_epoch needs numba (pip install numba); or use trainer.kernel=torch")
+        b = self.baseline
+        u, i, t = batch.user.long(), batch.item.long(), batch.day.long()
+        dev = b.time.dev(u, t).numpy()
+        ut, known = b.time.user_day(u, t)
+        ibin = (i * b.time.n_bins + b.time.bin(t)).numpy()
+        user = batch.user.numpy()
+        starts = np.flatnonzero(np.diff(user, prepend=-1)).astype(np.int64)
+        put = self.put if self.put is not None else SparseTable(1, self.pu.weight.shape[1], 0.0, 0.0)
+        tables = (b.bu, b.alpha, b.but, b.bi, b.bibin, b.cu, b.cut, self.pu, self.alpha_p, put, self.qi, self.yj)
+        w = [tb.weight.detach().numpy() for tb in tables]
+        lr = np.float32([tb.lr * scale for tb in tables])
+        reg = np.float32([tb.reg for tb in tables])
+        return float(_sgd_time(user, batch.item.numpy(), batch.rating.numpy(), dev, ut.numpy(),
+                               known.numpy().astype(np.float32), ibin, starts, self.nu_indptr.numpy(),
+                               self.nu_items.numpy(), np.float32(b.mu), self.put is not None, *w, lr, reg))
+
+
+if numba is not None:
+    from .svdpp import update_y, user_z
+
+    @numba.njit(fastmath=True, nogil=True, cache=True)
+    def _sgd_time(user, item, rating, dev, ut, known, ibin, starts, nu_indptr, nu_items, mu, per_day,
+                  bu, alpha, but, bi, bibin, cu, cut, pu, alpha_p, put, qi, yj, lr, reg):
+        k = pu.shape[1]
+        z = np.zeros(k, np.float32)
+        acc = np.zeros(k, np.float32)
+        p_t = np.zeros(k, np.float32)
+        sse = 0.0
+        for s in range(len(starts)):
+            a = starts[s]
+            b = starts[s + 1] if s + 1 < len(starts) else len(user)
+            u = user[a]
+            j0, j1 = nu_indptr[u], nu_indptr[u + 1]
+            norm = user_z(yj, nu_items, j0, j1, z)
+            acc[:] = 0.0
+            for n in range(a, b):
+                i, d, r, kn, ib = item[n], dev[n], ut[n], known[n], ibin[n]
+                dot = np.float32(0.0)
+                for f in range(k):
+                    p_t[f] = pu[u, f] + alpha_p[u, f] * d + (put[r, f] * kn if per_day else 0.0)
+                    dot += qi[i, f] * (p_t[f] + z[f])
+                item_part = bi[i] + bibin[ib]
+                c = 1.0 + cu[u] + cut[r] * kn
+                e = rating[n] - (mu + bu[u] + alpha[u] * d + but[r] * kn + item_part * c + dot)
+                sse += e * e
+                bu[u] += lr[0] * (e - reg[0] * bu[u])
+                alpha[u] += lr[1] * (e * d - reg[1] * alpha[u])
+                if kn > 0:
+                    but[r] += lr[2] * (e - reg[2] * but[r])
+                    cut[r] += lr[6] * (e * item_part - reg[6] * cut[r])
+                bi[i] += lr[3] * (e * c - reg[3] * bi[i])
+                bibin[ib] += lr[4] * (e * c - reg[4] * bibin[ib])
+                cu[u] += lr[5] * (e * item_part - reg[5] * cu[u])
+                for f in range(k):
+                    q = qi[i, f]
+                    acc[f] += e * q
+                    pu[u, f] += lr[7] * (e * q - reg[7] * pu[u, f])
+                    alpha_p[u, f] += lr[8] * (e * q * d - reg[8] * alpha_p[u, f])
+                    if per_day and kn > 0:
+                        put[r, f] += lr[9] * (e * q - reg[9] * put[r, f])
+                    qi[i, f] += lr[10] * (e * (p_t[f] + z[f]) - reg[10] * q)
+            update_y(yj, nu_items, j0, j1, acc, norm, lr[11], reg[11])
+        return sse

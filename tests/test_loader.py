@@ -69,11 +69,12 @@ def test_permutation_is_a_seeded_bijection():
     assert np.ptp(np.argsort(p)[:100]) > 5_000
 
 
+@pytest.mark.parametrize("grouped", [False, True])
 @pytest.mark.parametrize("resident", [True, False])
-def test_whole_epoch_is_the_epoch_iteration_would_give(data, resident):
+def test_whole_epoch_is_the_epoch_iteration_would_give(data, resident, grouped):
     rows = data.fit_rows(final_fit=False)
-    a = RatingLoader(data, rows, batch_size=700, resident=resident, chunk_size=5000, seed=2)
-    b = RatingLoader(data, rows, batch_size=700, resident=resident, chunk_size=5000, seed=2)
+    kw = dict(batch_size=700, resident=resident, chunk_size=5000, seed=2, group_by_user=grouped)
+    a, b = RatingLoader(data, rows, **kw), RatingLoader(data, rows, **kw)
     for _ in range(2):  # epoch by epoch, the same order
         whole = a.whole_epoch()
         parts = list(b)

@@ -176,13 +176,16 @@ class RatingLoader:
         Resident and ungrouped, user, item and day are int32 views into the shuffled
         rows (no copy of 10^8 ratings); otherwise the batches are concatenated.
         """
-        if self._resident is None or self.grouped:
+        if self._resident is None:
             parts = list(self)
             return Batch(user=torch.cat([b.user for b in parts]), item=torch.cat([b.item for b in parts]),
                          day=torch.cat([b.day for b in parts]), rating=torch.cat([b.rating for b in parts]))
         gen = torch.Generator(device=self.device).manual_seed(self.seed * 1_000_003 + self.epoch)
         self.epoch += 1
-        x = self._shuffled(self._resident, gen)
+        if self.grouped:
+            x = self._resident.x.index_select(0, self._user_order(self._resident, gen)[2])
+        else:
+            x = self._shuffled(self._resident, gen)
         return Batch(user=x[:, 0], item=x[:, 1], day=x[:, 2] >> 8, rating=(x[:, 2] & 255).float() * 0.5)
 
     def _random(self, chunk: _Chunk, gen: torch.Generator):
@@ -209,7 +212,8 @@ class RatingLoader:
             epoch[cut:] = chunk.x[cut:]
         return epoch
 
-    def _grouped(self, chunk: _Chunk, gen: torch.Generator):
+    def _user_order(self, chunk: _Chunk, gen: torch.Generator):
+        """(users' segment order, their rating counts, row positions) for this epoch."""
         n_seg = chunk.seg_start.numel()
         pu = (torch.randperm(n_seg, device=self.device, generator=gen) if self.shuffle
               else torch.arange(n_seg, device=self.device))
@@ -218,6 +222,12 @@ class RatingLoader:
         # Row positions of the users in their new order, as one vectorized gather.
         idx = torch.repeat_interleave(chunk.seg_start[pu] - (ends - counts), counts) + torch.arange(
             chunk.n, device=self.device)
+        return pu, counts, idx
+
+    def _grouped(self, chunk: _Chunk, gen: torch.Generator):
+        n_seg = chunk.seg_start.numel()
+        pu, counts, idx = self._user_order(chunk, gen)
+        ends = torch.cumsum(counts, 0)
         # Cut between users: batch k ends at the first user boundary at or after k*batch_size.
         targets = torch.arange(self.batch_size, chunk.n, self.batch_size, device=self.device)
         cuts = torch.unique(torch.searchsorted(ends, targets)) + 1

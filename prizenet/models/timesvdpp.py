@@ -53,6 +53,7 @@ class TimeSVDpp(nn.Module):
         self.yj = SparseTable(n_items, n_factors, lr_yj, reg_yj, init_std, index="implicit")
         self.put = SparseTable(len(user_day_keys), n_factors, lr_put, reg_put, index="user_day") \
             if per_day_factors else None
+        self._key_start = self._key_dev = None  # sgd_epoch's lookup tables, made on first use
 
     def forward(self, batch: Batch) -> torch.Tensor:
         b = self.baseline
@@ -75,10 +76,6 @@ class TimeSVDpp(nn.Module):
         if numba is None:
             raise RuntimeError("sgd_epoch needs numba (pip install numba); or use trainer.kernel=torch")
         b = self.baseline
-        u, i, t = batch.user.long(), batch.item.long(), batch.day.long()
-        dev = b.time.dev(u, t).numpy()
-        ut, known = b.time.user_day(u, t)
-        ibin = (i * b.time.n_bins + b.time.bin(t)).numpy()
         user = batch.user.numpy()
         starts = np.flatnonzero(np.diff(user, prepend=-1)).astype(np.int64)
         put = self.put if self.put is not None else SparseTable(1, self.pu.weight.shape[1], 0.0, 0.0)
@@ -86,17 +83,23 @@ class TimeSVDpp(nn.Module):
         w = [tb.weight.detach().numpy() for tb in tables]
         lr = np.float32([tb.lr * scale for tb in tables])
         reg = np.float32([tb.reg for tb in tables])
-        return float(_sgd_time(user, batch.item.numpy(), batch.rating.numpy(), dev, ut.numpy(),
-                               known.numpy().astype(np.float32), ibin, starts, self.nu_indptr.numpy(),
-                               self.nu_items.numpy(), np.float32(b.mu), self.put is not None, *w, lr, reg))
+        tf = b.time
+        if self._key_dev is None:  # per (user, day) row: where each user's rows start, and dev_u(t)
+            keys = tf.keys
+            self._key_start = torch.searchsorted(keys, torch.arange(len(tf.t_u) + 1) * tf.n_days).numpy()
+            self._key_dev = tf.dev(keys // tf.n_days, keys % tf.n_days).numpy()
+        return float(_sgd_time(user, batch.item.numpy(), batch.day.numpy(), batch.rating.numpy(), starts,
+                               tf.keys.numpy(), self._key_start, self._key_dev, tf.n_days, tf.n_bins,
+                               self.nu_indptr.numpy(), self.nu_items.numpy(), np.float32(b.mu),
+                               self.put is not None, *w, lr, reg))
 
 
 if numba is not None:
     from .svdpp import update_y, user_z
 
     @numba.njit(fastmath=True, nogil=True, cache=True)
-    def _sgd_time(user, item, rating, dev, ut, known, ibin, starts, nu_indptr, nu_items, mu, per_day,
-                  bu, alpha, but, bi, bibin, cu, cut, pu, alpha_p, put, qi, yj, lr, reg):
+    def _sgd_time(user, item, day, rating, starts, keys, key_start, key_dev, n_days, n_bins, nu_indptr, nu_items,
+                  mu, per_day, bu, alpha, but, bi, bibin, cu, cut, pu, alpha_p, put, qi, yj, lr, reg):
         k = pu.shape[1]
         z = np.zeros(k, np.float32)
         acc = np.zeros(k, np.float32)
@@ -109,11 +112,22 @@ if numba is not None:
             j0, j1 = nu_indptr[u], nu_indptr[u + 1]
             norm = user_z(yj, nu_items, j0, j1, z)
             acc[:] = 0.0
+            k0, k1 = key_start[u], key_start[u + 1]  # u's (user, day) rows
             for n in range(a, b):
-                i, d, r, kn, ib = item[n], dev[n], ut[n], known[n], ibin[n]
+                i, t = item[n], day[n]
+                # TimeFeatures' inputs: the (user, day) row, its dev_u(t), the item's time bin.
+                key = u * n_days + t
+                r = min(k0 + np.searchsorted(keys[k0:k1], key), len(keys) - 1)
+                kn = np.float32(1.0) if keys[r] == key else np.float32(0.0)
+                d = key_dev[r] if kn > 0 else np.float32(0.0)
+                ib = i * n_bins + min(max(t * n_bins // n_days, 0), n_bins - 1)
                 dot = np.float32(0.0)
                 for f in range(k):
-                    p_t[f] = pu[u, f] + alpha_p[u, f] * d + (put[r, f] * kn if per_day else 0.0)
+                    p_t[f] = pu[u, f] + alpha_p[u, f] * d
+                if per_day and kn > 0:
+                    for f in range(k):
+                        p_t[f] += put[r, f]
+                for f in range(k):
                     dot += qi[i, f] * (p_t[f] + z[f])
                 item_part = bi[i] + bibin[ib]
                 c = 1.0 + cu[u] + cut[r] * kn
@@ -127,13 +141,14 @@ if numba is not None:
                 bi[i] += lr[3] * (e * c - reg[3] * bi[i])
                 bibin[ib] += lr[4] * (e * c - reg[4] * bibin[ib])
                 cu[u] += lr[5] * (e * item_part - reg[5] * cu[u])
+                if per_day and kn > 0:
+                    for f in range(k):
+                        put[r, f] += lr[9] * (e * qi[i, f] - reg[9] * put[r, f])
                 for f in range(k):
                     q = qi[i, f]
                     acc[f] += e * q
                     pu[u, f] += lr[7] * (e * q - reg[7] * pu[u, f])
                     alpha_p[u, f] += lr[8] * (e * q * d - reg[8] * alpha_p[u, f])
-                    if per_day and kn > 0:
-                        put[r, f] += lr[9] * (e * q - reg[9] * put[r, f])
                     qi[i, f] += lr[10] * (e * (p_t[f] + z[f]) - reg[10] * q)
             update_y(yj, nu_items, j0, j1, acc, norm, lr[11], reg[11])
         return sse

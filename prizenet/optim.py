@@ -19,7 +19,7 @@ when a batch touches it. The same per-rating L2 is added to the gradient.
 
 Parameters outside the tables (an MLP's weights) get torch's dense SGD or Adam with the
 same learning-rate decay. ``scale`` multiplies every learning rate: the trainer sets it to
-``lr_decay ** epoch``.
+``lr_scale · lr_decay^(epoch − 1)``.
 """
 
 from __future__ import annotations

@@ -388,3 +388,27 @@ def test_time_svdpp_sgd_epoch_steps_along_the_gradient():
     m.sgd_epoch(Batch(user=user[3:4], item=item[3:4], day=day[3:4], rating=rating[3:4]))
     for n in names:
         assert torch.allclose(get(n) - before[n], 1e-3 * e * grad[n], atol=1e-7), n
+
+
+@pytest.mark.parametrize("kind", ["sgd", "adam"])
+def test_dense_parameters_next_to_tables_are_trained_too(kind):
+    from prizenet.models.tables import SparseTable
+
+    class Mixed(torch.nn.Module):  # an embedding table and an MLP weight, as NCF will have
+        def __init__(self):
+            super().__init__()
+            self.pu = SparseTable(U, 2, lr=0.1, reg=0.0, init_std=0.1)
+            self.head = torch.nn.Linear(2, 1)
+
+        def forward(self, b):
+            return self.head(self.pu(b.user)).squeeze(1)
+
+    torch.manual_seed(0)
+    m = Mixed()
+    opt = RowOptimizer(m, kind, dense_lr=0.05)
+    w0, p0 = m.head.weight.detach().clone(), m.pu.weight.clone()
+    with recording(m) as tape:
+        (0.5 * ((m(batch()) - rating) ** 2).sum()).backward()
+    opt.step(tape)
+    assert not torch.equal(m.head.weight, w0) and not torch.equal(m.pu.weight, p0)
+    assert m.head.weight.grad is None  # zeroed for the next step

@@ -14,33 +14,30 @@ SGD per rating, e = r_ui − r̂_ui, z_u = |N(u)|^-½ Σ_{j∈N(u)} y[j]:
     bi[i] += lr_bi·(e − reg_bi·bi[i])          qi[i] += lr_qi·(e·(pu[u] + z_u) − reg_qi·qi[i])
     y[j]  += lr_yj·(e·|N(u)|^-½·qi[i])   for every j ∈ N(u); y[j] −= lr_yj·reg_yj·y[j] once per user
 
-Exact gradients, computed once per user per batch: the trainer's batches hold whole users
-(``group_by_user``), z_u is a segment sum over the y rows of N(u) for each distinct user of
-the batch (not once per rating, and not a per-epoch cache), and autograd returns each
-y[j] the sum of its per-rating gradients.
+Two ways to train it, both exact in the sense that z_u is never approximated by a cache:
+
+* CPU (``sgd_epoch``, the trainer's default there): a numba-compiled loop over users in the
+  epoch's shuffled order computes z_u once per user, applies the bu, bi, pu, qi updates above
+  one rating at a time (qi's update uses pu[u] + z_u), accumulates the y gradient over the
+  user's ratings and applies it, with its L2, to every y[j] of N(u) once at the end of the
+  user: the usual fast form of Koren's update.
+* torch (GPU, or ``trainer.kernel=torch``): the trainer's batches hold whole users
+  (``group_by_user``); z_u is a segment sum over the y rows of N(u), once per distinct user
+  of the batch, and autograd returns each y[j] the sum of its per-rating gradients. The
+  per-rating updates of a batch are summed (mini-batch SGD), so bu[u], pu[u] and the y of
+  N(u) (whose sum moves like pu[u]) would take all of a user's updates in one step: they pass
+  ``uses`` = the user's ratings in the batch, and the optimizer damps their step to the
+  effect of that many sequential steps (``prizenet.optim``). Item rows take plain summed
+  steps, as in ``svd``.
 
 Reading of the paper: eq. 15's objective puts reg_yj·Σ_j ‖y[j]‖² inside the sum over
 ratings (Surprise shrinks every y[j] of N(u) at each rating of u). Summed over a batch that
 shrinks a popular item's y[j] by lr·reg·(thousands of ratings) in one step, past zero;
-here y[j] is shrunk once per user and batch (per user and epoch, as batches hold whole
-users), which measured better on ml1m-half (probe 0.9225 vs 0.9455 after 8 epochs).
+here y[j] is shrunk once per user (per user and batch on the torch path), which measured
+better on ml1m-half (probe 0.9225 vs 0.9455 after 8 epochs, torch path).
 
-Because a batch holds all of a user's ratings, bu[u], pu[u] and the y rows of N(u) (whose
-sum moves like pu[u]) receive all of the user's per-rating updates in one step; these
-rows pass ``uses`` = the user's ratings in the batch, and the optimizer damps their step
-to the effect of that many sequential steps (``prizenet.optim``). Item rows take plain
-summed steps, as in ``svd``.
-
-On CPU the trainer uses ``sgd_epoch`` instead: a numba-compiled loop over users (in the
-epoch's shuffled order) that computes z_u once, applies the bu, bi, pu, qi updates above one
-rating at a time (Koren's order; qi's update uses pu[u] + z_u), accumulates the y gradient
-over the user's ratings and applies it to every y[j] of N(u) once, at the end of the user
-(with its L2), the usual fast form of Koren's update.
-
-Reading of the paper: Koren updates parameters after each rating; here the per-rating
-updates of a mini-batch are summed (taken at the same point), the usual mini-batch SGD.
-Defaults follow Koren 2008 §3 (lr 0.007 for biases and factors, L2 0.005 on biases and
-0.015 on factors and y); Koren also uses a smaller lr for y (0.001) on Netflix: set lr_yj.
+Defaults follow Koren 2008 §3: lr 0.007 everywhere, L2 0.005 on biases and 0.015 on
+factors and y.
 
 Koren, Y. (2008). Factorization meets the neighborhood: a multifaceted collaborative
 filtering model. KDD 2008.

@@ -17,9 +17,9 @@ Objective: squared error plus, per rating, each term's own L2 (``reg_*``). SGD p
 with e = r − b_ui(t), each parameter θ with ∂b/∂θ: θ += lr_θ·(e·∂b/∂θ − reg_θ·θ), e.g.
 alpha[u] += lr_alpha·(e·dev_u(t) − reg_alpha·alpha[u]), bi[i] += lr_bi·(e·(cu[u] + cut[u,t]) − reg_bi·bi[i]).
 
-Defaults: learning rates and L2 of the magnitudes Koren 2009 reports for Netflix (tiny
-steps for alpha, whose feature dev_u(t) reaches ~20, and strong L2 on it), adjusted on
-ml1m-half (docs/benchmarks.md).
+Defaults: learning rates and L2 of the magnitudes used for Netflix in Koren 2009 and its
+reimplementations (tiny steps for alpha, whose feature dev_u(t) reaches ~20, and strong L2
+on it); not re-tuned here. ml1m-half numbers: docs/benchmarks.md.
 
 Koren, Y. (2009). Collaborative filtering with temporal dynamics. KDD 2009.
 """

@@ -92,7 +92,12 @@ def test_outputs_are_present_and_well_formed(tmp_path):
     ("baseline", "model.reg_bi=0.5"), ("baseline", "model.solver=als"),
     ("baseline", "model.reg_u=1 model.solver=als"), ("baseline", "model.reg_i=1 model.solver=als"),
     ("svd", "trainer.batch_size=256 trainer.kernel=torch"), ("svd", "trainer.kernel=torch"),
-    ("svdpp", "trainer.kernel=torch"), ("timesvdpp", "trainer.kernel=torch"), ("svd", "trainer.optimizer=adam"), ("svd", "trainer.lr_scale=2"),
+    ("svdpp", "trainer.kernel=torch"), ("timesvdpp", "trainer.kernel=torch"),
+    ("svdpp", "model.n_factors=4"), ("svdpp", "model.lr_yj=0.05"), ("svdpp", "model.reg_yj=0.5"),
+    ("timebaseline", "model.n_bins=5"), ("timebaseline", "model.beta=0.2"), ("timebaseline", "model.lr_but=0.05"),
+    ("timebaseline", "model.lr_cut=0.05"), ("timebaseline", "model.reg_alpha=0.01 model.lr_alpha=0.001"),
+    ("timesvdpp", "model.per_day_factors=true"), ("timesvdpp", "model.lr_alpha_p=0.001 model.reg_alpha_p=0.01"),
+    ("timesvdpp", "model.lr_bibin=0.01"), ("svd", "trainer.optimizer=adam"), ("svd", "trainer.lr_scale=2"),
     ("svd", "trainer.lr_decay=0.5"), ("svd", "trainer.n_epochs=3"), ("svd", "seed=1"),
 ])
 def test_every_hyper_parameter_changes_the_result(tmp_path, model, override):

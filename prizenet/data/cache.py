@@ -100,6 +100,25 @@ def read_raw(path: Path, fmt: str, holdout: str, holdout_k: int, holdout_fractio
     raise ValueError(f"unknown data format {fmt!r}; expected one of {FORMATS}")
 
 
+def publish(target: Path, write, replace: bool = False) -> None:
+    """Make folder ``target`` with ``write(path)``, atomically: it is written in a temporary
+    sibling and renamed, so a failed or interrupted write leaves no half-written folder.
+    A concurrent writer that finished first wins (its folder is kept)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    try:
+        write(tmp / "out")
+        if replace and target.is_dir():
+            shutil.rmtree(target)
+        try:
+            os.rename(tmp / "out", target)
+        except OSError:
+            if not target.is_dir():  # not a concurrent build that finished first
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def load_prize(
     path: str | Path,
     format: str = "auto",
@@ -136,19 +155,7 @@ def load_prize(
     raw = read_raw(path, fmt, holdout, holdout_k, holdout_fraction, seed, columns)
     data = build(raw)
     data.meta.update(name=name or path.name, build_seconds=round(time.perf_counter() - t0, 3))
-    root.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".building-", dir=root))
-    try:
-        data.save(tmp / "data")
-        if rebuild and target.is_dir():
-            shutil.rmtree(target)
-        try:
-            os.rename(tmp / "data", target)
-        except OSError:
-            if not target.is_dir():  # not a concurrent build that finished first
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    publish(target, data.save, replace=rebuild)
     data = PrizeData.load(target)
     data.meta["cache"] = str(target)
     return data

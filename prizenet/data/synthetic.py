@@ -133,23 +133,11 @@ def load_synthetic(users: int = 3000, items: int = 600, ratings: int = 200_000, 
     written); later calls load the cache.
     """
     import os
-    import shutil
-    import tempfile
 
-    from .cache import load_prize
+    from .cache import load_prize, publish
 
     root = Path(cache_dir or os.environ.get("PRIZENET_CACHE") or Path.home() / ".cache" / "prizenet")
     target = root / f"synthetic-u{users}-i{items}-r{ratings}-k{n_factors}-s{seed}"
     if not (target / "qualifying.txt").exists():
-        root.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=".synthetic-", dir=root))
-        try:
-            write_prize(tmp / "prize", users, items, ratings, seed=seed, n_factors=n_factors)
-            try:
-                os.rename(tmp / "prize", target)
-            except OSError:
-                if not (target / "qualifying.txt").exists():
-                    raise
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+        publish(target, lambda out: write_prize(out, users, items, ratings, seed=seed, n_factors=n_factors))
     return load_prize(target, format="netflix", cache_dir=cache_dir, name=target.name)

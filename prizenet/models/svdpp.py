@@ -132,13 +132,18 @@ class SVDpp(nn.Module):
         if numba is None:
             raise RuntimeError("sgd_epoch needs numba (pip install numba); or use trainer.kernel=torch")
         user = batch.user.numpy()
-        starts = np.flatnonzero(np.diff(user, prepend=-1)).astype(np.int64)
         tables = (self.bu, self.bi, self.pu, self.qi, self.yj)
         w = [t.weight.detach().numpy() for t in tables]
         lr = np.float32([t.lr * scale for t in tables])
         reg = np.float32([t.reg for t in tables])
-        return float(_sgd_pp(user, batch.item.numpy(), batch.rating.numpy(), starts, self.nu_indptr.numpy(),
+        return float(_sgd_pp(user, batch.item.numpy(), batch.rating.numpy(), user_bounds(user), self.nu_indptr.numpy(),
                              self.nu_items.numpy(), np.float32(self.mu), *w, lr, reg))
+
+
+def user_bounds(user: np.ndarray) -> np.ndarray:
+    """Where each user's run of ratings starts in ``user`` (whole users in a row), plus the
+    end: the per-user kernels walk ``bounds[s]:bounds[s + 1]``."""
+    return np.append(np.flatnonzero(np.diff(user, prepend=-1)), len(user)).astype(np.int64)
 
 
 if numba is not None:
@@ -161,14 +166,13 @@ if numba is not None:
                 yj[j, f] += lr * (acc[f] * norm - reg * yj[j, f])
 
     @numba.njit(fastmath=True, nogil=True, cache=True)
-    def _sgd_pp(user, item, rating, starts, nu_indptr, nu_items, mu, bu, bi, pu, qi, yj, lr, reg):
+    def _sgd_pp(user, item, rating, bounds, nu_indptr, nu_items, mu, bu, bi, pu, qi, yj, lr, reg):
         k = pu.shape[1]
         z = np.zeros(k, np.float32)
         acc = np.zeros(k, np.float32)
         sse = 0.0
-        for s in range(len(starts)):
-            a = starts[s]
-            b = starts[s + 1] if s + 1 < len(starts) else len(user)
+        for s in range(len(bounds) - 1):
+            a, b = bounds[s], bounds[s + 1]
             u = user[a]
             j0, j1 = nu_indptr[u], nu_indptr[u + 1]
             norm = user_z(yj, nu_items, j0, j1, z)

@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from ..data import Batch
-from .svdpp import implicit_sum, numba, users_of
+from .svdpp import implicit_sum, numba, user_bounds, users_of
 from .tables import SparseTable
 from .timebaseline import TimeBaseline
 
@@ -77,7 +77,6 @@ class TimeSVDpp(nn.Module):
             raise RuntimeError("sgd_epoch needs numba (pip install numba); or use trainer.kernel=torch")
         b = self.baseline
         user = batch.user.numpy()
-        starts = np.flatnonzero(np.diff(user, prepend=-1)).astype(np.int64)
         put = self.put if self.put is not None else SparseTable(1, self.pu.weight.shape[1], 0.0, 0.0)
         tables = (b.bu, b.alpha, b.but, b.bi, b.bibin, b.cu, b.cut, self.pu, self.alpha_p, put, self.qi, self.yj)
         w = [tb.weight.detach().numpy() for tb in tables]
@@ -88,7 +87,7 @@ class TimeSVDpp(nn.Module):
             keys = tf.keys
             self._key_start = torch.searchsorted(keys, torch.arange(len(tf.t_u) + 1) * tf.n_days).numpy()
             self._key_dev = tf.dev(keys // tf.n_days, keys % tf.n_days).numpy()
-        return float(_sgd_time(user, batch.item.numpy(), batch.day.numpy(), batch.rating.numpy(), starts,
+        return float(_sgd_time(user, batch.item.numpy(), batch.day.numpy(), batch.rating.numpy(), user_bounds(user),
                                tf.keys.numpy(), self._key_start, self._key_dev, tf.n_days, tf.n_bins,
                                self.nu_indptr.numpy(), self.nu_items.numpy(), np.float32(b.mu),
                                self.put is not None, *w, lr, reg))
@@ -98,16 +97,15 @@ if numba is not None:
     from .svdpp import update_y, user_z
 
     @numba.njit(fastmath=True, nogil=True, cache=True)
-    def _sgd_time(user, item, day, rating, starts, keys, key_start, key_dev, n_days, n_bins, nu_indptr, nu_items,
+    def _sgd_time(user, item, day, rating, bounds, keys, key_start, key_dev, n_days, n_bins, nu_indptr, nu_items,
                   mu, per_day, bu, alpha, but, bi, bibin, cu, cut, pu, alpha_p, put, qi, yj, lr, reg):
         k = pu.shape[1]
         z = np.zeros(k, np.float32)
         acc = np.zeros(k, np.float32)
         p_t = np.zeros(k, np.float32)
         sse = 0.0
-        for s in range(len(starts)):
-            a = starts[s]
-            b = starts[s + 1] if s + 1 < len(starts) else len(user)
+        for s in range(len(bounds) - 1):
+            a, b = bounds[s], bounds[s + 1]
             u = user[a]
             j0, j1 = nu_indptr[u], nu_indptr[u + 1]
             norm = user_z(yj, nu_items, j0, j1, z)

@@ -39,6 +39,7 @@ class RowOptimizer:
             raise ValueError(f"optimizer must be 'sgd' or 'adam', got {kind!r}")
         self.kind, self.betas, self.eps = kind, betas, eps
         self.tables = tables(model)
+        self._slot = {id(t): k for k, t in enumerate(self.tables)}  # a table's Adam moments
         self.scale = 1.0
         self.steps = 0
         self.state = {}
@@ -56,7 +57,6 @@ class RowOptimizer:
     @torch.no_grad()
     def step(self, tape: list) -> None:
         self.steps += 1
-        index = {id(t): k for k, t in enumerate(self.tables)}
         for table, idx, rows, uses in tape:
             if rows.grad is None:
                 continue
@@ -70,7 +70,7 @@ class RowOptimizer:
                 else:
                     table.weight.index_add_(0, idx, g.mul_(-lr))
             else:
-                self._adam(index[id(table)], table, idx, g, lr)
+                self._adam(self._slot[id(table)], table, idx, g, lr)
         if self.dense is not None:
             for group in self.dense.param_groups:
                 group["lr"] = self.dense_lr * self.scale

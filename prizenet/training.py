@@ -17,7 +17,7 @@ from torch import nn
 
 from .data import PrizeData, pair_batches
 from .data.submission import atomic_write
-from .models.tables import tables
+from .models.tables import SparseTable
 
 log = logging.getLogger("prizenet")
 
@@ -85,7 +85,7 @@ def find_checkpoint(resume: str | Path) -> Path:
 def log_histograms(writer, model: nn.Module, step: int, tag: str) -> None:
     """Row-norm histograms of each factor table (a table of vectors: one norm per row)."""
     for name, m in model.named_modules():
-        if m in tables(model) and m.weight.dim() == 2 and m.weight.numel():
+        if isinstance(m, SparseTable) and m.weight.dim() == 2 and m.weight.numel():
             writer.add_histogram(f"{tag}/{name}_norm", m.weight.norm(dim=1).float().cpu(), step)
 
 

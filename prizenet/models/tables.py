@@ -70,12 +70,13 @@ def dense_parameters(model: nn.Module) -> list[nn.Parameter]:
 def recording(model: nn.Module):
     """Within the block, every gathered row is recorded (table, index, rows) for the optimizer."""
     tape: list = []
-    for t in tables(model):
+    recorded = tables(model)
+    for t in recorded:
         t.tape = tape
     try:
         yield tape
     finally:
-        for t in tables(model):
+        for t in recorded:
             t.tape = None
 
 

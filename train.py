@@ -137,17 +137,18 @@ def fit(cfg, data: PrizeData, rows: np.ndarray, phase: int, n_epochs: int, devic
     """One phase: ``n_epochs`` over ``rows``; with ``probe``, its RMSE each epoch and early stopping."""
     tc = cfg.trainer
     model = make_model(cfg, data, rows, device)
-    opt = RowOptimizer(model, tc.optimizer)
+    kind = getattr(model, "optimizer", "sgd") if tc.optimizer == "auto" else tc.optimizer
+    opt = RowOptimizer(model, kind)
     als = getattr(model, "solver", "sgd") == "als"
     # On CPU, a model's compiled one-rating-at-a-time SGD (svd, svdpp) when it has one.
-    kernel = (tc.kernel == "auto" and device.type == "cpu" and tc.optimizer == "sgd"
+    kernel = (tc.kernel == "auto" and device.type == "cpu" and kind == "sgd"
               and hasattr(model, "sgd_epoch") and not als)
     if als:  # closed-form sweeps over all rows at once: no batches
         cols = [torch.from_numpy(a[rows]).to(device) for a in (data.user, data.item)]
         cols = [c.long() for c in cols] + [torch.from_numpy(data.rating_x2[rows]).to(device).float() * 0.5]
     else:
         loader = RatingLoader(data, rows, tc.batch_size, device, seed=cfg.seed,
-                              group_by_user=getattr(model, "group_by_user", False))
+                              group_by=getattr(model, "group_by", None))
     history, start = [], 0
     if resume is not None:  # a checkpoint of this phase: continue after its epoch
         model.load_state_dict(resume["model"])

@@ -16,11 +16,11 @@ def keys(data, rows):
 
 
 @pytest.mark.parametrize("block", [1, 64])  # the CUDA default (full randperm) and the CPU one
-@pytest.mark.parametrize("grouped", [False, True])
+@pytest.mark.parametrize("group_by", [None, "user", "item"])
 @pytest.mark.parametrize("resident", [True, False])
-def test_every_rating_exactly_once_per_epoch(data, grouped, resident, block):
+def test_every_rating_exactly_once_per_epoch(data, group_by, resident, block):
     rows = data.fit_rows(final_fit=False)
-    loader = RatingLoader(data, rows, batch_size=700, group_by_user=grouped, resident=resident, chunk_size=5000,
+    loader = RatingLoader(data, rows, batch_size=700, group_by=group_by, resident=resident, chunk_size=5000,
                           shuffle_block=block)
     orders = []
     for _ in range(2):
@@ -37,15 +37,29 @@ def test_every_rating_exactly_once_per_epoch(data, grouped, resident, block):
     assert not np.array_equal(orders[0], orders[1])  # a new permutation each epoch
 
 
-def test_grouped_batches_hold_whole_users(data):
+@pytest.mark.parametrize("resident", [True, False])
+@pytest.mark.parametrize("group_by", ["user", "item"])
+def test_grouped_batches_hold_whole_users_or_items(data, group_by, resident):
     rows = data.fit_rows(final_fit=True)
-    per_user = np.bincount(data.user[rows], minlength=data.n_users)
-    for b in RatingLoader(data, rows, batch_size=500, group_by_user=True):
-        assert torch.equal(b.users[b.inverse], b.user)
-        assert b.users.unique().numel() == b.users.numel()
+    col = data.user if group_by == "user" else data.item
+    per_id = np.bincount(col[rows], minlength=col.max() + 1)
+    seen = []
+    for b in RatingLoader(data, rows, batch_size=500, group_by=group_by, resident=resident, chunk_size=5000):
+        ids, other = (b.users, b.items) if group_by == "user" else (b.items, b.users)
+        assert other is None
+        assert torch.equal(ids[b.inverse], b.user if group_by == "user" else b.item)
+        assert ids.unique().numel() == ids.numel()
         counts = torch.bincount(b.inverse).numpy()
-        assert np.array_equal(counts, per_user[b.users.numpy()])
-        assert len(b) <= 500 or b.users.numel() == 1 or len(b) - counts[-1] < 500
+        assert np.array_equal(counts, per_id[ids.numpy()])  # every rating of each of its ids
+        assert len(b) <= 500 or ids.numel() == 1 or len(b) - counts[-1] < 500
+        seen.append(ids)
+    seen = torch.cat(seen).numpy()
+    assert np.array_equal(np.sort(seen), np.flatnonzero(per_id))  # each id in exactly one batch
+
+
+def test_group_by_is_checked(data):
+    with pytest.raises(ValueError, match="group_by must be"):
+        RatingLoader(data, data.fit_rows(False), 100, group_by="users")
 
 
 def test_same_seed_same_order(data):
@@ -69,11 +83,11 @@ def test_permutation_is_a_seeded_bijection():
     assert np.ptp(np.argsort(p)[:100]) > 5_000
 
 
-@pytest.mark.parametrize("grouped", [False, True])
+@pytest.mark.parametrize("group_by", [None, "user", "item"])
 @pytest.mark.parametrize("resident", [True, False])
-def test_whole_epoch_is_the_epoch_iteration_would_give(data, resident, grouped):
+def test_whole_epoch_is_the_epoch_iteration_would_give(data, resident, group_by):
     rows = data.fit_rows(final_fit=False)
-    kw = dict(batch_size=700, resident=resident, chunk_size=5000, seed=2, group_by_user=grouped)
+    kw = dict(batch_size=700, resident=resident, chunk_size=5000, seed=2, group_by=group_by)
     a, b = RatingLoader(data, rows, **kw), RatingLoader(data, rows, **kw)
     for _ in range(2):  # epoch by epoch, the same order
         whole = a.whole_epoch()

@@ -3,11 +3,14 @@
 The columns a run trains on are copied to the device once; each epoch draws a permutation
 there and slices it into index batches. Two modes:
 
-* ``group_by_user=False``: ratings in random order, ``batch_size`` at a time (MF, NCF).
-* ``group_by_user=True``: whole users per batch, users in random order, about
-  ``batch_size`` ratings a batch (a user with more gets a batch alone). Each batch carries
-  its distinct ``users`` and, per rating, ``inverse`` (the index into ``users``), so a
-  model computes a per-user term once per batch: SVD++'s |N(u)|^-1/2 sum_j y_j.
+* ``group_by=None``: ratings in random order, ``batch_size`` at a time (MF, NCF).
+* ``group_by="user"``: whole users per batch, users in random order, about ``batch_size``
+  ratings a batch (a user with more gets a batch alone). Each batch carries its distinct
+  ``users`` and, per rating, ``inverse`` (the index into ``users``), so a model computes a
+  per-user term once per batch: SVD++'s |N(u)|^-1/2 sum_j y_j.
+* ``group_by="item"``: the same with whole items (``items`` and ``inverse``): each batch
+  holds every training rating of its items, the sparse rows of the item x user matrix that
+  item-based AutoRec encodes.
 
 Shuffling: on CUDA each epoch draws a full ``randperm``. On CPU a full permutation is bound
 by memory latency (about 60 ns a rating on a laptop core: 6 s an epoch at Netflix scale), so
@@ -18,8 +21,8 @@ full shuffle anywhere.
 
 When the columns do not fit the device (``resident=False``), the rows are cut into chunks
 that are gathered from the memory-mapped cache, copied through pinned memory and shuffled
-within the chunk; the chunk order is shuffled each epoch (in grouped mode chunks hold whole
-users). The same code runs on CPU, where pinning is skipped, so it is tested there too.
+within the chunk; the chunk order is shuffled each epoch (grouped, chunks hold whole
+users or items). The same code runs on CPU, where pinning is skipped, so it is tested there too.
 """
 
 from __future__ import annotations
@@ -38,8 +41,9 @@ class Batch:
     item: torch.Tensor  # int64 [B]
     day: torch.Tensor  # int64 [B]
     rating: torch.Tensor  # float32 [B]
-    users: torch.Tensor | None = None  # grouped mode: distinct users of the batch [U_b]
-    inverse: torch.Tensor | None = None  # grouped mode: index of each rating's user in users [B]
+    users: torch.Tensor | None = None  # grouped by user: distinct users of the batch [U_b]
+    items: torch.Tensor | None = None  # grouped by item: distinct items of the batch [I_b]
+    inverse: torch.Tensor | None = None  # grouped: index of each rating's user (item) in users (items) [B]
 
     def __len__(self) -> int:
         return self.user.numel()
@@ -56,7 +60,7 @@ class _Chunk:
     blocks of rows; batches unpack their own slice.
     """
 
-    def __init__(self, data: PrizeData, rows: np.ndarray, device: torch.device, grouped: bool,
+    def __init__(self, data: PrizeData, rows: np.ndarray, device: torch.device, group_col: int | None,
                  perm: np.ndarray | None = None):
         def put(a: np.ndarray) -> torch.Tensor:
             t = torch.from_numpy(np.ascontiguousarray(a))
@@ -74,12 +78,12 @@ class _Chunk:
             x = torch.from_numpy(x).index_select(0, torch.from_numpy(perm)).numpy()
         self.x = put(x)
         self.buf: torch.Tensor | None = None  # the epoch's shuffled rows, reused every epoch
-        if grouped:  # rows are user-contiguous: segments of equal user
-            u = x[:, 0]
-            first = np.concatenate([[0], np.flatnonzero(np.diff(u)) + 1]).astype(np.int64)
+        if group_col is not None:  # rows are user- (item-) contiguous: segments of equal id
+            g = x[:, group_col]
+            first = np.concatenate([[0], np.flatnonzero(np.diff(g)) + 1]).astype(np.int64)
             self.seg_start = put(first)
             self.seg_count = put(np.diff(np.concatenate([first, [self.n]])))
-            self.seg_user = put(u[first].astype(np.int64))
+            self.seg_id = put(g[first].astype(np.int64))
 
 
 def permutation(n: int, seed: int) -> np.ndarray:
@@ -115,7 +119,7 @@ class RatingLoader:
         device: str | torch.device = "cpu",
         shuffle: bool = True,
         seed: int = 0,
-        group_by_user: bool = False,
+        group_by: str | None = None,
         resident: bool = True,
         chunk_size: int = 16_000_000,
         shuffle_block: int | str = "auto",
@@ -124,27 +128,34 @@ class RatingLoader:
         self.batch_size = int(batch_size)
         self.shuffle = shuffle
         self.seed = seed
-        self.grouped = group_by_user
+        if group_by not in (None, "user", "item"):
+            raise ValueError(f"group_by must be None, 'user' or 'item', got {group_by!r}")
+        self.group_by = group_by
+        self.grouped = group_by is not None
+        self._col = {None: None, "user": 0, "item": 1}[group_by]
         self.epoch = 0
         rows = np.asarray(rows, np.int64)
         if shuffle_block == "auto":
             shuffle_block = 1 if self.device.type == "cuda" else 64
         self.block = int(shuffle_block)
-        pre_shuffle = self.block > 1 and shuffle and not group_by_user  # the one full shuffle
+        pre_shuffle = self.block > 1 and shuffle and not self.grouped  # the one full shuffle
         single = resident or len(rows) <= chunk_size
         if pre_shuffle and not single:  # chunks must be random subsets
             rows = rows[permutation(len(rows), seed)]
-        if group_by_user:  # user-contiguous order from the cache's by_user index
+        if group_by == "user":  # user-contiguous order from the cache's by_user index
             keep = np.zeros(data.n_ratings, bool)
             keep[rows] = True
             rows = data.by_user[keep[data.by_user]]
+        elif group_by == "item":  # item-contiguous (Netflix files come item by item: near linear)
+            rows = rows[np.argsort(data.item[rows], kind="stable")]
         self.n = len(rows)
         if single:
             cuts = [0, self.n]
         else:
             cuts = np.arange(chunk_size, self.n, chunk_size)
-            if group_by_user:  # move each cut forward to the next user boundary
-                starts = np.append(np.flatnonzero(np.diff(data.user[rows])) + 1, self.n)
+            if self.grouped:  # move each cut forward to the next user (item) boundary
+                ids = data.user if group_by == "user" else data.item
+                starts = np.append(np.flatnonzero(np.diff(ids[rows])) + 1, self.n)
                 cuts = starts[np.searchsorted(starts, cuts)]
             cuts = np.unique(np.concatenate([[0], cuts, [self.n]])).tolist()
         self._spans = list(zip(cuts[:-1], cuts[1:]))
@@ -152,7 +163,7 @@ class RatingLoader:
         self._resident = None
         if single:
             perm = permutation(self.n, seed) if pre_shuffle else None
-            self._resident = _Chunk(data, rows, self.device, group_by_user, perm)
+            self._resident = _Chunk(data, rows, self.device, self._col, perm)
 
     def __len__(self) -> int:
         """Batches per epoch (exact in random mode, an estimate when grouped)."""
@@ -166,7 +177,7 @@ class RatingLoader:
         order = torch.randperm(len(self._spans), generator=cpu_gen) if self.shuffle else range(len(self._spans))
         for c in order:
             a, b = self._spans[int(c)]
-            chunk = self._resident or _Chunk(self._data, self._rows[a:b], self.device, self.grouped)
+            chunk = self._resident or _Chunk(self._data, self._rows[a:b], self.device, self._col)
             yield from (self._grouped(chunk, gen) if self.grouped else self._random(chunk, gen))
 
     def whole_epoch(self) -> Batch:
@@ -183,7 +194,7 @@ class RatingLoader:
         gen = torch.Generator(device=self.device).manual_seed(self.seed * 1_000_003 + self.epoch)
         self.epoch += 1
         if self.grouped:
-            x = self._resident.x.index_select(0, self._user_order(self._resident, gen)[2])
+            x = self._resident.x.index_select(0, self._group_order(self._resident, gen)[2])
         else:
             x = self._shuffled(self._resident, gen)
         return Batch(user=x[:, 0], item=x[:, 1], day=x[:, 2] >> 8, rating=(x[:, 2] & 255).float() * 0.5)
@@ -212,23 +223,23 @@ class RatingLoader:
             epoch[cut:] = chunk.x[cut:]
         return epoch
 
-    def _user_order(self, chunk: _Chunk, gen: torch.Generator):
-        """(users' segment order, their rating counts, row positions) for this epoch."""
+    def _group_order(self, chunk: _Chunk, gen: torch.Generator):
+        """(users' (items') segment order, their rating counts, row positions) for this epoch."""
         n_seg = chunk.seg_start.numel()
         pu = (torch.randperm(n_seg, device=self.device, generator=gen) if self.shuffle
               else torch.arange(n_seg, device=self.device))
         counts = chunk.seg_count[pu]
         ends = torch.cumsum(counts, 0)
-        # Row positions of the users in their new order, as one vectorized gather.
+        # Row positions of the users (items) in their new order, as one vectorized gather.
         idx = torch.repeat_interleave(chunk.seg_start[pu] - (ends - counts), counts) + torch.arange(
             chunk.n, device=self.device)
         return pu, counts, idx
 
     def _grouped(self, chunk: _Chunk, gen: torch.Generator):
         n_seg = chunk.seg_start.numel()
-        pu, counts, idx = self._user_order(chunk, gen)
+        pu, counts, idx = self._group_order(chunk, gen)
         ends = torch.cumsum(counts, 0)
-        # Cut between users: batch k ends at the first user boundary at or after k*batch_size.
+        # Cut between groups: batch k ends at the first boundary at or after k*batch_size.
         targets = torch.arange(self.batch_size, chunk.n, self.batch_size, device=self.device)
         cuts = torch.unique(torch.searchsorted(ends, targets)) + 1
         seg_cuts = [0] + cuts.tolist() + [n_seg]  # one host sync per epoch, not per batch
@@ -238,7 +249,7 @@ class RatingLoader:
             if sb <= sa:
                 continue
             batch = _unpack(epoch[row_ends[sa]: row_ends[sb]])
-            batch.users = chunk.seg_user[pu[sa:sb]]
+            setattr(batch, "users" if self.group_by == "user" else "items", chunk.seg_id[pu[sa:sb]])
             batch.inverse = torch.repeat_interleave(torch.arange(sb - sa, device=self.device), counts[sa:sb])
             yield batch
 

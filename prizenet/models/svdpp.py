@@ -22,7 +22,7 @@ Two ways to train it, both exact in the sense that z_u is never approximated by 
   user's ratings and applies it, with its L2, to every y[j] of N(u) once at the end of the
   user: the usual fast form of Koren's update.
 * torch (GPU, or ``trainer.kernel=torch``): the trainer's batches hold whole users
-  (``group_by_user``); z_u is a segment sum over the y rows of N(u), once per distinct user
+  (``group_by = "user"``); z_u is a segment sum over the y rows of N(u), once per distinct user
   of the batch, and autograd returns each y[j] the sum of its per-rating gradients. The
   per-rating updates of a batch are summed (mini-batch SGD), so bu[u], pu[u] and the y of
   N(u) (whose sum moves like pu[u]) would take all of a user's updates in one step: they pass
@@ -99,7 +99,7 @@ def _implicit_chunk(y, nu_indptr, nu_items, users, n_ratings=None):
 
 
 class SVDpp(nn.Module):
-    group_by_user = True  # the trainer's loader then yields whole users per batch
+    group_by = "user"  # the trainer's loader then yields whole users per batch
 
     def __init__(self, n_users: int, n_items: int, mu: float, nu_indptr: np.ndarray, nu_items: np.ndarray,
                  n_factors: int = 50, init_std: float = 0.1,

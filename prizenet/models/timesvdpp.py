@@ -32,7 +32,7 @@ from .timebaseline import TimeBaseline
 
 
 class TimeSVDpp(nn.Module):
-    group_by_user = True
+    group_by = "user"
 
     def __init__(self, n_users: int, n_items: int, mu: float, n_days: int, user_mean_day: np.ndarray,
                  user_day_keys: np.ndarray, nu_indptr: np.ndarray, nu_items: np.ndarray,

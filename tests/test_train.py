@@ -43,13 +43,18 @@ PINNED = {
     "svdpp": [(1.05629, 1.04830), (1.02401, 1.05257), (1.01278, 1.04791), (0.99870, 1.04177)],  # numba kernel
     "timebaseline": [(1.07540, 1.05755), (1.02084, 1.04523), (0.99849, 1.04033), (0.98365, 1.03926)],
     "timesvdpp": [(1.06590, 1.05441), (1.01807, 1.04813), (0.99135, 1.04221), (0.96600, 1.03274)],  # kernel
+    "ncf": [(1.11237, 1.09388), (1.04372, 1.05988), (1.01264, 1.05047), (0.99225, 1.03831)],  # Adam
+    "autorec": [(1.11787, 1.12339), (1.08944, 1.12535), (1.08255, 1.12494), (1.07556, 1.12174)],  # Adam
 }
+
+
+SIZE = {"svd": ["model.n_factors=8"], "svdpp": ["model.n_factors=8"], "timesvdpp": ["model.n_factors=8"],
+        "autorec": ["model.hidden=32"]}  # small models for the small data set
 
 
 @pytest.mark.parametrize("model", sorted(PINNED))
 def test_pinned_training_curve(tmp_path, model):
-    factors = ["model.n_factors=8"] if "svd" in model else []
-    m, _ = fit(tmp_path, f"model={model}", *factors, "trainer.n_epochs=4", "trainer.final_fit=false",
+    m, _ = fit(tmp_path, f"model={model}", *SIZE.get(model, []), "trainer.n_epochs=4", "trainer.final_fit=false",
                "trainer.lr_scale=3", "trainer.patience=4")
     got = [(h["train_rmse"], h["probe_rmse"]) for h in m["history"]["phase1"]]
     assert np.allclose(got, PINNED[model], atol=2e-3), got
@@ -99,9 +104,18 @@ def test_outputs_are_present_and_well_formed(tmp_path):
     ("timesvdpp", "model.per_day_factors=true"), ("timesvdpp", "model.lr_alpha_p=0.001 model.reg_alpha_p=0.01"),
     ("timesvdpp", "model.lr_bibin=0.01"), ("svd", "trainer.optimizer=adam"), ("svd", "trainer.lr_scale=2"),
     ("svd", "trainer.lr_decay=0.5"), ("svd", "trainer.n_epochs=3"), ("svd", "seed=1"),
+    ("ncf", "model.n_factors=4"), ("ncf", "model.mlp_layers=[32,8]"), ("ncf", "model.dropout=0.3"),
+    ("ncf", "model.branches=gmf"), ("ncf", "model.branches=mlp"), ("ncf", "model.init_std=0.1"),
+    ("ncf", "model.lr_bias=0.01"), ("ncf", "model.lr_emb=0.01"), ("ncf", "model.lr_mlp=0.01"),
+    ("ncf", "model.reg_bias=1"), ("ncf", "model.reg_emb=1"), ("ncf", "model.reg_mlp=1"),
+    ("ncf", "trainer.optimizer=sgd model.lr_mlp=1e-5"),
+    ("autorec", "model.hidden=8"), ("autorec", "model.init_std=0.1"), ("autorec", "model.lr=0.01"),
+    ("autorec", "model.lr_b=0.01"), ("autorec", "model.lr_h=0.01"), ("autorec", "model.reg=0.1"),
+    ("autorec", "model.reg_b=1"),
 ])
 def test_every_hyper_parameter_changes_the_result(tmp_path, model, override):
     base = [f"model={model}", "trainer.n_epochs=2", "trainer.final_fit=false", "trainer.patience=5"]
+    base += ["model.hidden=32"] if model == "autorec" and "model.hidden" not in override else []
     extra = override.split()
     for shared in ("model.solver=als", "trainer.kernel=torch"):  # the setting the override needs on both sides
         if shared in extra and extra != [shared]:
@@ -133,13 +147,13 @@ def test_nan_guard_names_the_epoch(tmp_path):
         fit(tmp_path, "trainer.lr_scale=1e4", "trainer.n_epochs=3")
 
 
-@pytest.mark.parametrize("model", ["svdpp", "timebaseline", "timesvdpp"])
+@pytest.mark.parametrize("model", ["svdpp", "timebaseline", "timesvdpp", "ncf", "autorec"])
 def test_every_model_runs_both_phases_with_cold_users_and_items(tmp_path, synthetic, model):
     (synthetic / "answers.csv").unlink()
     with open(synthetic / "qualifying.txt", "a") as f:
         f.write("99999:\n1,2005-06-01\n1:\n7777777,2005-06-03\n")
     m, out = fit(tmp_path, "data=netflix", f"data.root={synthetic}", f"model={model}", "trainer.n_epochs=2",
-                 *(["model.n_factors=8"] if "svd" in model else []))
+                 *SIZE.get(model, []))
     qual = np.load(out / "predictions" / "qualifying.npy")
     assert len(m["history"]["phase2"]) == m["best_epoch"] and np.isfinite(m["probe_rmse"])
     assert np.isfinite(qual).all() and ((qual >= 1) & (qual <= 5)).all()

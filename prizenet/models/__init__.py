@@ -8,29 +8,41 @@ models that need them, arrays the data layer computes: see ``model_inputs``).
 from __future__ import annotations
 
 import inspect
+from functools import cache
 
 import numpy as np
 
 from ..data import PrizeData
+from .autorec import AutoRec
 from .baseline import Baseline
+from .ncf import NeuMF
 from .svd import SVD
 from .svdpp import SVDpp
 from .timebaseline import TimeBaseline
 from .timesvdpp import TimeSVDpp
 
-__all__ = ["SVD", "Baseline", "SVDpp", "TimeBaseline", "TimeSVDpp", "model_inputs"]
+__all__ = ["SVD", "AutoRec", "Baseline", "NeuMF", "SVDpp", "TimeBaseline", "TimeSVDpp", "model_inputs"]
 
 
 def model_inputs(target, data: PrizeData, rows: np.ndarray) -> dict:
     """What the data provides to a model's constructor, for the names its signature asks.
 
     ``target`` is the model class (or a ``module.Class`` path). The sizes and ``mu``, the
-    mean training rating of ``rows``, come from the phase's training rows.
+    mean training rating of ``rows``, come from the phase's training rows, and so does the
+    CSR ``item_indptr, item_users, item_ratings`` of those rows by item (AutoRec's input).
     """
     if isinstance(target, str):
         from hydra.utils import get_class
 
         target = get_class(target)
+
+    @cache
+    def by_item():
+        order = rows[np.argsort(data.item[rows], kind="stable")]
+        indptr = np.zeros(data.n_items + 1, np.int64)
+        np.cumsum(np.bincount(data.item[order], minlength=data.n_items), out=indptr[1:])
+        return indptr, data.user[order], data.rating_x2[order] * np.float32(0.5)
+
     offered = {
         "n_users": lambda: data.n_users,
         "n_items": lambda: data.n_items,
@@ -40,6 +52,9 @@ def model_inputs(target, data: PrizeData, rows: np.ndarray) -> dict:
         "nu_items": lambda: data.nu_items,
         "user_mean_day": data.user_mean_day,
         "user_day_keys": data.user_day_keys,
+        "item_indptr": lambda: by_item()[0],
+        "item_users": lambda: by_item()[1],
+        "item_ratings": lambda: by_item()[2],
     }
     wanted = inspect.signature(target).parameters
     return {name: make() for name, make in offered.items() if name in wanted}

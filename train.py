@@ -98,6 +98,7 @@ def train(cfg: DictConfig, out: Path) -> dict:
         "model": get_class(cfg.model._target_).__name__,
         "model_config": OmegaConf.to_container(cfg.model, resolve=True),
         "dataset": data.meta.get("name"),
+        "split": data.split_id(),  # scripts/blend.py blends only runs of one split
         "probe_rmse": probe_rmse,
         "best_epoch": best["epoch"],
         "epochs_run": len(hist1),

@@ -23,6 +23,25 @@ def test_phase_rows_and_probe_mask(synthetic):
     assert len(d.fit_rows(final_fit=True)) == d.n_ratings
 
 
+def test_support_counts_ratings_and_rating_days_per_user_and_item(synthetic):
+    d = load_prize(synthetic)
+    rows = d.fit_rows(final_fit=False)
+    s = d.support(rows)
+    for u in range(0, d.n_users, 53):
+        mine = rows[d.user[rows] == u]
+        assert s["user_ratings"][u] == len(mine) and s["user_days"][u] == len(set(d.day[mine].tolist()))
+    for i in range(0, d.n_items, 17):
+        assert s["item_ratings"][i] == np.count_nonzero(d.item[rows] == i)
+
+
+def test_split_id_tells_splits_apart(synthetic):
+    a = load_prize(synthetic)
+    assert a.split_id() == load_prize(synthetic).split_id()
+    lines = (synthetic / "probe.txt").read_text().splitlines()
+    (synthetic / "probe.txt").write_text("\n".join(lines[:-1]) + "\n")  # one probe pair fewer
+    assert load_prize(synthetic).split_id() != a.split_id()
+
+
 def raw(**kw):
     base = dict(train_user=np.array([1, 1, 2]), train_item=np.array([5, 6, 5]), train_rating=np.array([4.0, 3.0, 5.0]),
                 train_day=np.array([100, 101, 102]), probe_user=np.array([1]), probe_item=np.array([6]),

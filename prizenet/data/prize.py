@@ -21,6 +21,7 @@ when Netflix started collecting the ratings).
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -155,6 +156,26 @@ class PrizeData:
         keys = np.concatenate([self.user.astype(np.int64) * n_days + self.day,
                                self.qual_user.astype(np.int64) * n_days + self.qual_day])
         return np.unique(keys)
+
+    def split_id(self) -> str:
+        """A fingerprint of the split: the probe and qualifying pairs (raw ids, in file
+        order) and the training count. Runs whose predictions may be blended share it."""
+        h = hashlib.sha1(str(self.n_ratings).encode())
+        for user, item in ((self.user[self.probe_rows], self.item[self.probe_rows]), (self.qual_user, self.qual_item)):
+            h.update(np.ascontiguousarray(np.asarray(self.user_ids)[user]).tobytes())
+            h.update(np.ascontiguousarray(np.asarray(self.item_ids)[item]).tobytes())
+        return h.hexdigest()[:16]
+
+    def support(self, rows: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """Per user and item, over training ``rows`` (default: all): ``user_ratings``,
+        ``item_ratings`` and ``user_days`` (distinct days the user rated on), the
+        meta-features BellKor's blends used."""
+        rows = np.arange(self.n_ratings) if rows is None else rows
+        user, day = self.user[rows], self.day[rows]
+        keys = np.unique(user.astype(np.int64) * np.int64(self.n_days) + day)
+        return {"user_ratings": np.bincount(user, minlength=self.n_users),
+                "item_ratings": np.bincount(self.item[rows], minlength=self.n_items),
+                "user_days": np.bincount(keys // np.int64(self.n_days), minlength=self.n_users)}
 
     def has_answers(self) -> bool:
         return bool(len(self.qual_rating)) and not np.isnan(self.qual_rating).any()

@@ -1,0 +1,86 @@
+#!/usr/bin/env python
+"""Every run under a folder, best probe RMSE first: the Prize's leaderboard for your runs.
+
+    python scripts/leaderboard.py outputs multirun
+    python scripts/leaderboard.py multirun/2026-11-23/10-00-00 --answers data/synthetic/answers.csv
+
+Lists each run (a folder with metrics.json) with its model, the overrides it was started
+with (its key hyper-parameters), probe RMSE, best epoch and fit seconds; blends written by
+scripts/blend.py are listed with their cross-validated probe RMSE. With ``--answers`` each
+``submission.txt`` is also judged (quiz and test RMSE), as scripts/score.py does one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from prizenet.blend import find_runs, load_run  # noqa: E402
+from prizenet.data import DataFormatError, score  # noqa: E402
+
+# Overrides that do not change the model: left out of the table.
+QUIET = ("trainer.progress", "trainer.histograms", "hydra.", "data.root", "data.path", "trainer.device")
+
+
+def rows(folders: list[Path], answers: Path | None) -> list[dict]:
+    out = []
+    for path in find_runs(folders):
+        run = load_run(path)
+        m = run.metrics
+        out.append({"run": str(path), "model": m.get("model"), "dataset": m.get("dataset"),
+                    "overrides": [o for o in run.overrides if not o.lstrip("+~").startswith(QUIET)],
+                    "probe_rmse": run.probe_rmse, "best_epoch": m.get("best_epoch"),
+                    "fit_seconds": sum(m.get("fit_seconds", {}).values())})
+    for f in sorted({b for p in folders for b in Path(p).rglob("blend.json")}):
+        b = json.loads(f.read_text())
+        out.append({"run": str(f.parent.resolve()), "model": f"blend ({b['blender']}, {len(b['runs'])} runs)",
+                    "dataset": b.get("dataset"), "overrides": [], "probe_rmse": b["cv_probe_rmse"][b["blender"]],
+                    "best_epoch": None, "fit_seconds": b.get("seconds")})
+    if answers is not None:
+        for r in out:
+            s = score(Path(r["run"]) / "submission.txt", answers)
+            r["quiz_rmse"], r["test_rmse"] = s["quiz_rmse"], s["test_rmse"]
+    return sorted(out, key=lambda r: r["probe_rmse"])
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("folders", nargs="+", type=Path)
+    ap.add_argument("--answers", type=Path, help="an answer key: also judge every submission.txt")
+    ap.add_argument("--json", action="store_true", help="one JSON list instead of the table")
+    args = ap.parse_args(argv)
+    try:
+        table = rows(args.folders, args.answers)
+    except (FileNotFoundError, DataFormatError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(table, indent=1))
+        return 0
+    if not table:
+        print(f"no runs under {', '.join(map(str, args.folders))}")
+        return 1
+    judged = args.answers is not None
+    head = "| # | run | model | overrides | probe RMSE |" + (" quiz RMSE | test RMSE |" if judged else "") \
+        + " best epoch | fit s |"
+    print(head)
+    print("|" + "---|" * (head.count("|") - 1))
+    cwd = Path.cwd()
+    fmt = lambda x, p=4: "" if x is None else f"{x:.{p}f}"  # noqa: E731
+    for k, r in enumerate(table, 1):
+        run = Path(r["run"])
+        name = run.relative_to(cwd) if run.is_relative_to(cwd) else run
+        cells = [str(k), str(name), str(r["model"]), " ".join(r["overrides"]), fmt(r["probe_rmse"])]
+        if judged:
+            cells += [fmt(r["quiz_rmse"]), fmt(r["test_rmse"])]
+        cells += ["" if r["best_epoch"] is None else str(r["best_epoch"]), fmt(r["fit_seconds"], 1)]
+        print("| " + " | ".join(cells) + " |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

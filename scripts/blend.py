@@ -133,8 +133,8 @@ def log_tensorboard(out: Path, result: dict, runs) -> None:
     from torch.utils.tensorboard import SummaryWriter
 
     writer = SummaryWriter(str(out / "tensorboard"))
-    for k, r in enumerate(sorted(runs, key=lambda r: r.probe_rmse)):
-        writer.add_scalar("blend/input_probe_rmse", r.probe_rmse, k)
+    for r in runs:  # one tag per input run, named like the report's rows
+        writer.add_scalar(f"blend/input_probe_rmse/{r.path.parent.name}/{r.name}", r.probe_rmse, 0)
     for name, v in result["cv_probe_rmse"].items():
         writer.add_scalar(f"blend/cv_probe_rmse/{name}", v, 0)
     writer.add_scalar("blend/gain_over_best_single", result["gain"], 0)

@@ -95,7 +95,11 @@ def test_blend_writes_a_well_formed_submission_and_an_honest_report(sweep, synth
     report = (out / "report.md").read_text()
     assert "cross-validated" in report and f"{best:.4f}" in report
     assert np.allclose(np.load(out / "predictions" / "qualifying.npy"), pred, atol=5e-4)
-    assert (out / "tensorboard").is_dir()
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    tags = set(EventAccumulator(str(out / "tensorboard")).Reload().Tags()["scalars"])
+    assert {"blend/cv_probe_rmse/ridge", "blend/cv_probe_rmse/mlp", "blend/gain_over_best_single"} <= tags
+    assert sum(t.startswith("blend/input_probe_rmse/") for t in tags) == 3
 
 
 def test_blend_refuses_runs_of_different_data(sweep, tmp_path, capsys):
@@ -125,3 +129,14 @@ def test_leaderboard_lists_the_runs_of_a_multirun_best_first(sweep, synthetic_sr
     assert leaderboard.main([str(sweep)]) == 0
     text = capsys.readouterr().out
     assert text.splitlines()[0].startswith("| # | run | model") and text.count("\n") == 2 + len(table)
+
+
+def test_leaderboard_lists_a_blend_with_its_cross_validated_rmse(sweep, tmp_path, capsys):
+    assert blend_script.main([str(sweep), "--out", str(tmp_path / "blend"), "--blender", "mlp"]) == 0
+    capsys.readouterr()
+    assert leaderboard.main([str(sweep), str(tmp_path / "blend"), "--json"]) == 0
+    table = json.loads(capsys.readouterr().out)
+    blends = [r for r in table if r["model"].startswith("blend")]
+    assert len(table) == 4 and [b["model"] for b in blends] == ["blend (mlp, 3 runs)"]
+    cv = json.loads((tmp_path / "blend" / "blend.json").read_text())["cv_probe_rmse"]["mlp"]
+    assert blends[0]["probe_rmse"] == cv

@@ -29,6 +29,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .training import rmse
+
 LAMBDAS = np.logspace(-3, 4, 15)  # ridge penalties tried, relative to the number of probe ratings / 1000
 
 
@@ -130,7 +132,7 @@ def ridge_pick(X, y, k: int, seed: int, lambdas=None) -> tuple[float, dict[float
         for j in range(k):
             w0, w = ridge_fit(X[f != j], y[f != j], lam)
             oof[f == j] = w0 + X[f == j] @ w
-        scores[float(lam)] = _rmse(oof, y)
+        scores[float(lam)] = rmse(oof, y)
     return min(scores, key=scores.get), scores
 
 
@@ -202,7 +204,3 @@ def meta_features(support: dict[str, np.ndarray], user: np.ndarray, item: np.nda
     """[log(1 + user's ratings), log(1 + item's ratings), log(1 + user's rating days)] per pair."""
     return np.stack([np.log1p(support["user_ratings"][user]), np.log1p(support["item_ratings"][item]),
                      np.log1p(support["user_days"][user])], 1).astype(np.float64)
-
-
-def _rmse(pred, truth) -> float:
-    return float(np.sqrt(np.mean((np.asarray(pred, np.float64) - np.asarray(truth, np.float64)) ** 2)))

@@ -24,10 +24,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from prizenet.blend import (MLPBlend, _rmse, load_runs, meta_features, mlp_cv, ridge_cv, ridge_fit,  # noqa: E402
-                            ridge_pick)
-from prizenet.data import write_submission  # noqa: E402
-from prizenet.training import save_npy, write_json  # noqa: E402
+from prizenet.blend import MLPBlend, load_runs, meta_features, mlp_cv, ridge_cv, ridge_fit, ridge_pick  # noqa: E402
+from prizenet.data import DataFormatError, write_submission  # noqa: E402
+from prizenet.training import rmse, save_npy, write_json  # noqa: E402
 
 
 def load_data(run_path: Path):
@@ -55,7 +54,14 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    data = load_data(runs[0].path)
+    from hydra.errors import InstantiationException
+
+    try:
+        data = load_data(runs[0].path)
+    except (FileNotFoundError, DataFormatError, InstantiationException) as e:
+        print(f"error: loading the data of {runs[0].path}: {e}\n(relative data paths are read from the current "
+              f"folder: run blend.py where train.py ran)", file=sys.stderr)
+        return 2
     if data.split_id() != runs[0].metrics["split"]:
         print(f"error: the data of {runs[0].path} (its .hydra/config.yaml) no longer matches the split its runs "
               f"were trained on", file=sys.stderr)
@@ -76,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     qual = {"ridge": np.clip(w0 + Xq @ w, lo, hi)}
     oof["mlp"] = np.clip(mlp_cv(X, meta, y, args.folds, args.seed), lo, hi)
     qual["mlp"] = np.clip(MLPBlend(seed=args.seed).fit(X, meta, y).predict(Xq, meta_q), lo, hi)
-    cv = {k: _rmse(v, y) for k, v in oof.items()}
+    cv = {k: rmse(v, y) for k, v in oof.items()}
 
     best = min(runs, key=lambda r: r.probe_rmse)
     chosen = args.blender
@@ -99,8 +105,8 @@ def main(argv: list[str] | None = None) -> int:
     }
     if data.has_answers():  # the synthetic data ships its answers: judge the blend too
         quiz = data.qual_part == 0
-        result["quiz_rmse"] = _rmse(qual[chosen][quiz], data.qual_rating[quiz])
-        result["test_rmse"] = _rmse(qual[chosen][~quiz], data.qual_rating[~quiz])
+        result["quiz_rmse"] = rmse(qual[chosen][quiz], data.qual_rating[quiz])
+        result["test_rmse"] = rmse(qual[chosen][~quiz], data.qual_rating[~quiz])
     write_json(out / "blend.json", result)
     report = render(result, runs, w)
     (out / "report.md").write_text(report)

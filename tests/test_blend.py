@@ -9,9 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from prizenet.blend import _rmse, load_runs, mlp_cv, ridge_cv, ridge_fit, ridge_pick
+from prizenet.blend import load_runs, mlp_cv, ridge_cv, ridge_fit, ridge_pick
 from prizenet.data import read_submission
 from prizenet.data.submission import check_against
+from prizenet.training import rmse
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
@@ -34,16 +35,16 @@ def test_ridge_recovers_known_weights():
     assert np.allclose(w, [0.5, 0.3, 0.1], atol=0.01) and w0 == pytest.approx(0.4, abs=0.05)
     lam, scores = ridge_pick(X, y, k=5, seed=0)
     assert scores[lam] == min(scores.values()) and len(scores) > 5
-    assert _rmse(ridge_cv(X, y), y) == pytest.approx(0.05, rel=0.1)  # the noise left, no more
+    assert rmse(ridge_cv(X, y), y) == pytest.approx(0.05, rel=0.1)  # the noise left, no more
 
 
 def test_ridge_cv_rmse_is_out_of_sample():
     rng = np.random.default_rng(1)
     X, y = rng.normal(size=(300, 20)), rng.normal(size=300)  # predictors that know nothing
     w0, w = ridge_fit(X, y, 1e-6)
-    in_sample = _rmse(w0 + X @ w, y)
-    assert _rmse(ridge_cv(X, y), y) > in_sample  # the in-sample fit flatters; the CV number does not
-    assert _rmse(ridge_cv(X, y), y) >= np.std(y) * 0.99
+    in_sample = rmse(w0 + X @ w, y)
+    assert rmse(ridge_cv(X, y), y) > in_sample  # the in-sample fit flatters; the CV number does not
+    assert rmse(ridge_cv(X, y), y) >= np.std(y) * 0.99
 
 
 def test_meta_features_let_the_mlp_weigh_runs_by_support():
@@ -53,7 +54,7 @@ def test_meta_features_let_the_mlp_weigh_runs_by_support():
     X[:, 1] = truth + rng.normal(0, np.where(heavy, 1.5, 0.2))
     meta = np.stack([np.where(heavy, 5.0, 1.0) + rng.normal(0, 0.3, len(X)), rng.normal(size=len(X)),
                      rng.normal(size=len(X))], 1)
-    ridge, mlp = _rmse(ridge_cv(X, truth), truth), _rmse(mlp_cv(X, meta, truth), truth)
+    ridge, mlp = rmse(ridge_cv(X, truth), truth), rmse(mlp_cv(X, meta, truth), truth)
     assert mlp < 0.8 * ridge, (mlp, ridge)
 
 
@@ -88,7 +89,7 @@ def test_blend_writes_a_well_formed_submission_and_an_honest_report(sweep, synth
     assert np.isfinite(pred).all() and (pred >= 1).all() and (pred <= 5).all()
     result = json.loads((out / "blend.json").read_text())
     probe = np.load(out / "predictions" / "probe.npy")
-    assert result["cv_probe_rmse"]["ridge"] == pytest.approx(_rmse(probe, data.probe_rating), abs=1e-6)
+    assert result["cv_probe_rmse"]["ridge"] == pytest.approx(rmse(probe, data.probe_rating), abs=1e-6)
     best = min(r.probe_rmse for r in runs)
     assert result["gain"] == pytest.approx(best - result["cv_probe_rmse"]["ridge"])
     assert set(result["ridge"]["weights"]) == {str(r.path) for r in runs}
@@ -109,6 +110,18 @@ def test_blend_refuses_runs_of_different_data(sweep, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "different data or splits" in err and "only runs of one dataset and split can be blended" in err
     assert not (tmp_path / "b").exists()
+
+
+def test_blend_says_where_the_runs_data_is_missing(sweep, tmp_path, monkeypatch, capsys):
+    import shutil
+
+    moved = tmp_path / "sweep"
+    shutil.copytree(sweep, moved)
+    cfg = moved / "0_baseline" / ".hydra" / "config.yaml"
+    cfg.write_text(cfg.read_text().replace("root: ", "root: ./nowhere"))  # as a relative root seen from elsewhere
+    assert blend_script.main([str(moved), "--out", str(tmp_path / "b")]) == 2
+    err = capsys.readouterr().err
+    assert "loading the data of" in err and "no such folder" in err and "run blend.py where train.py ran" in err
 
 
 def test_blend_names_a_folder_without_runs(tmp_path, capsys):

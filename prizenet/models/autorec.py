@@ -45,7 +45,7 @@ from torch import nn
 from ..data import Batch
 from .tables import SparseTable
 
-ENCODE_ROWS = 1 << 21  # V rows gathered at once when encoding every item (2M rows x 500: 4 GB)
+ENCODE_ROWS = 1 << 20  # ratings encoded at once when coding every item (x 500 hidden: 2 GB a temporary)
 
 
 class AutoRec(nn.Module):

@@ -140,7 +140,9 @@ def log_tensorboard(out: Path, result: dict, runs) -> None:
 
     writer = SummaryWriter(str(out / "tensorboard"))
     for r in runs:  # one tag per input run, named like the report's rows
-        writer.add_scalar(f"blend/input_probe_rmse/{r.path.parent.name}/{r.name}", r.probe_rmse, 0)
+        name = f"{r.path.parent.name}/{r.name}"
+        writer.add_scalar(f"blend/input_probe_rmse/{name}", r.probe_rmse, 0)
+        writer.add_scalar(f"blend/ridge_weight/{name}", result["ridge"]["weights"][str(r.path)], 0)
     for name, v in result["cv_probe_rmse"].items():
         writer.add_scalar(f"blend/cv_probe_rmse/{name}", v, 0)
     writer.add_scalar("blend/gain_over_best_single", result["gain"], 0)

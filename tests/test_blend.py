@@ -101,6 +101,7 @@ def test_blend_writes_a_well_formed_submission_and_an_honest_report(sweep, synth
     tags = set(EventAccumulator(str(out / "tensorboard")).Reload().Tags()["scalars"])
     assert {"blend/cv_probe_rmse/ridge", "blend/cv_probe_rmse/mlp", "blend/gain_over_best_single"} <= tags
     assert sum(t.startswith("blend/input_probe_rmse/") for t in tags) == 3
+    assert sum(t.startswith("blend/ridge_weight/") for t in tags) == 3
 
 
 def test_blend_refuses_runs_of_different_data(sweep, tmp_path, capsys):

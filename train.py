@@ -106,6 +106,7 @@ def train(cfg: DictConfig, out: Path) -> dict:
         "ratings_per_s": float(np.median([h["ratings_per_s"] for h in hist1 + hist2])),
         "final_fit": bool(tc.final_fit),
         "device": str(device),
+        "optimizer": _optimizer(cfg),  # trainer.optimizer, with auto resolved
         "n_ratings": data.n_ratings,
         "history": {"phase1": hist1, "phase2": hist2},
     }
@@ -115,7 +116,8 @@ def train(cfg: DictConfig, out: Path) -> dict:
         metrics["test_rmse"] = rmse(qual_pred[~quiz], data.qual_rating[~quiz])
     write_json(out / "metrics.json", metrics)
     hparams = flat_hparams(OmegaConf.to_container(cfg.model, resolve=True), "model.")
-    hparams.update(flat_hparams({k: tc[k] for k in ("batch_size", "optimizer", "lr_scale", "lr_decay")}, "trainer."))
+    hparams.update(flat_hparams({k: tc[k] for k in ("batch_size", "lr_scale", "lr_decay")}, "trainer."))
+    hparams["trainer.optimizer"] = metrics["optimizer"]
     hparams["data"] = str(data.meta.get("name"))
     writer.add_hparams(hparams, {"hparam/probe_rmse": probe_rmse, "hparam/best_epoch": best["epoch"]}, run_name=".")
     writer.close()
@@ -138,7 +140,7 @@ def fit(cfg, data: PrizeData, rows: np.ndarray, phase: int, n_epochs: int, devic
     """One phase: ``n_epochs`` over ``rows``; with ``probe``, its RMSE each epoch and early stopping."""
     tc = cfg.trainer
     model = make_model(cfg, data, rows, device)
-    kind = getattr(model, "optimizer", "sgd") if tc.optimizer == "auto" else tc.optimizer
+    kind = _optimizer(cfg)
     opt = RowOptimizer(model, kind)
     als = getattr(model, "solver", "sgd") == "als"
     # On CPU, a model's compiled one-rating-at-a-time SGD (svd, svdpp) when it has one.
@@ -223,6 +225,13 @@ def fit(cfg, data: PrizeData, rows: np.ndarray, phase: int, n_epochs: int, devic
     if probe is not None and history and _best(history) != history[-1]["epoch"]:  # restore the best epoch
         model.load_state_dict(torch.load(ckpt / "best.pt", map_location=device, weights_only=False)["model"])
     return model, history
+
+
+def _optimizer(cfg) -> str:
+    """trainer.optimizer, where ``auto`` is the model's own choice (Adam for the neural models)."""
+    if cfg.trainer.optimizer != "auto":
+        return cfg.trainer.optimizer
+    return getattr(get_class(cfg.model._target_), "optimizer", "sgd")
 
 
 def _best(history: list[dict]) -> int:

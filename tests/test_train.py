@@ -73,8 +73,9 @@ def test_outputs_are_present_and_well_formed(tmp_path):
     check_against(out / "submission.txt", movie, data.item_ids[data.qual_item])
     assert np.allclose(pred, np.clip(qual, 1, 5), atol=5e-4)  # three decimals in the file
     metrics = json.loads((out / "metrics.json").read_text())
-    for key in ("model", "dataset", "probe_rmse", "best_epoch", "fit_seconds", "ratings_per_s", "quiz_rmse"):
+    for key in ("model", "dataset", "probe_rmse", "best_epoch", "fit_seconds", "ratings_per_s", "quiz_rmse", "split"):
         assert key in metrics
+    assert metrics["optimizer"] == "sgd"  # trainer.optimizer=auto, resolved for svd
     assert metrics["fit_seconds"]["phase2"] > 0 and len(metrics["history"]["phase2"]) == metrics["best_epoch"]
     for name in ("last.pt", "best.pt"):
         assert (out / "checkpoints" / name).is_file()

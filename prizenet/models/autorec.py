@@ -29,7 +29,8 @@ users without one have V[u] = W[u] = 0 and b[u] = 0: both predict mu (+ b[u]).
 
 Defaults follow the paper: k = 500 hidden units, identity output. The paper trains with
 resilient propagation (Rprop) over the full data; here it is (lazy, row-sparse) Adam over
-item batches, as most re-implementations do. The paper reports RMSE 0.831 on MovieLens-1M
+item batches, as most re-implementations do, with λ = 1 (tuned on ml1m-half at batches of
+4096 ratings: λ applies once a batch, so halving the batch size doubles its weight). The paper reports RMSE 0.831 on MovieLens-1M
 (90/10 random split) against 0.845 for biased MF.
 
 Sedhain, S., Menon, A. K., Sanner, S., Xie, L. (2015). AutoRec: autoencoders meet
@@ -60,7 +61,7 @@ class AutoRec(nn.Module):
         self.register_buffer("mu", torch.tensor(float(mu)))
         # The training ratings by item: the model's input, data rather than parameters.
         self.register_buffer("item_indptr", torch.from_numpy(np.array(item_indptr, np.int64)), persistent=False)
-        self.register_buffer("item_users", torch.from_numpy(np.array(item_users, np.int64)), persistent=False)
+        self.register_buffer("item_users", torch.from_numpy(np.array(item_users, np.int32)), persistent=False)
         self.register_buffer("item_ratings", torch.from_numpy(np.array(item_ratings, np.float32)), persistent=False)
         self.V = SparseTable(n_users, hidden, lr, reg, init_std, index="user")  # encoder, one row per user
         self.W = SparseTable(n_users, hidden, lr, reg, init_std, index="user")  # decoder, one row per user
@@ -100,7 +101,7 @@ class AutoRec(nn.Module):
             lo, hi = int(self.item_indptr[a]), int(self.item_indptr[b])
             counts = self.item_indptr[a + 1: b + 1] - self.item_indptr[a:b]
             seg = torch.repeat_interleave(torch.arange(b - a, device=counts.device), counts)
-            parts.append(self.encode(self.V(self.item_users[lo:hi]), self.item_ratings[lo:hi], seg, b - a))
+            parts.append(self.encode(self.V(self.item_users[lo:hi].long()), self.item_ratings[lo:hi], seg, b - a))
             a = b
         codes = torch.cat(parts) if parts else self.b_h.new_zeros(0, self.b_h.numel())
         if not self.training:

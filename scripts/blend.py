@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from prizenet.blend import MLPBlend, load_runs, meta_features, mlp_cv, ridge_cv, ridge_fit, ridge_pick  # noqa: E402
 from prizenet.data import DataFormatError, write_submission  # noqa: E402
+from prizenet.data.submission import atomic_write  # noqa: E402
 from prizenet.training import rmse, save_npy, write_json  # noqa: E402
 
 
@@ -109,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         result["test_rmse"] = rmse(qual[chosen][~quiz], data.qual_rating[~quiz])
     write_json(out / "blend.json", result)
     report = render(result, runs, w)
-    (out / "report.md").write_text(report)
+    atomic_write(out / "report.md", [report.encode()])
     log_tensorboard(out, result, runs)
     print(report)
     print(f"wrote {out}/submission.txt, blend.json, report.md ({result['seconds']:.1f} s)")

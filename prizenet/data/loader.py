@@ -1,7 +1,7 @@
 """Batches of ratings drawn on the training device, with no per-rating Python.
 
 The columns a run trains on are copied to the device once; each epoch draws a permutation
-there and slices it into index batches. Two modes:
+there and slices it into index batches. Three modes:
 
 * ``group_by=None``: ratings in random order, ``batch_size`` at a time (MF, NCF).
 * ``group_by="user"``: whole users per batch, users in random order, about ``batch_size``

@@ -202,3 +202,12 @@ def test_autorec_item_codes_are_cached_in_eval_mode_only():
     m.train()
     m.eval()
     assert not torch.equal(m(pairs([0], [0])), before)  # re-encoded after training resumed
+
+
+def test_autorec_codes_in_chunks_equal_codes_at_once(monkeypatch):
+    import prizenet.models.autorec as module
+
+    m = autorec()
+    whole = m.codes()
+    monkeypatch.setattr(module, "ENCODE_ROWS", 2)  # one or two items a chunk
+    assert torch.allclose(m.codes(), whole, atol=1e-6) and whole.shape == (I, 3)

@@ -30,8 +30,8 @@ users without one have V[u] = W[u] = 0 and b[u] = 0: both predict mu (+ b[u]).
 Defaults follow the paper: k = 500 hidden units, identity output. The paper trains with
 resilient propagation (Rprop) over the full data; here it is (lazy, row-sparse) Adam over
 item batches, as most re-implementations do, with λ = 1 (tuned on ml1m-half at batches of
-4096 ratings: λ applies once a batch, so halving the batch size doubles its weight). The paper reports RMSE 0.831 on MovieLens-1M
-(90/10 random split) against 0.845 for biased MF.
+4096 ratings: λ applies once a batch, so halving the batch size doubles its weight). The
+paper reports RMSE 0.831 on MovieLens-1M (90/10 random split) against 0.845 for biased MF.
 
 Sedhain, S., Menon, A. K., Sanner, S., Xie, L. (2015). AutoRec: autoencoders meet
 collaborative filtering. WWW 2015 Companion.
@@ -44,7 +44,7 @@ import torch
 from torch import nn
 
 from ..data import Batch
-from .tables import SparseTable
+from .tables import SparseTable, budget_spans
 
 ENCODE_ROWS = 1 << 20  # ratings encoded at once when coding every item (x 500 hidden: 2 GB a temporary)
 
@@ -93,16 +93,13 @@ class AutoRec(nn.Module):
         """h_i of every item ([n_items, hidden]); cached in eval mode."""
         if self._codes is not None and not self.training:
             return self._codes
-        n_items = len(self.item_indptr) - 1
-        ends = self.item_indptr[1:].cpu()
-        parts, a = [], 0
-        while a < n_items:  # items in chunks of about ENCODE_ROWS ratings, at least one item
-            b = max(a + 1, int(torch.searchsorted(ends, int(self.item_indptr[a]) + ENCODE_ROWS, right=True)))
-            lo, hi = int(self.item_indptr[a]), int(self.item_indptr[b])
+        indptr = self.item_indptr.cpu()
+        parts = []
+        for a, b in budget_spans(indptr[1:], ENCODE_ROWS):  # items, about ENCODE_ROWS ratings at a time
+            lo, hi = int(indptr[a]), int(indptr[b])
             counts = self.item_indptr[a + 1: b + 1] - self.item_indptr[a:b]
             seg = torch.repeat_interleave(torch.arange(b - a, device=counts.device), counts)
             parts.append(self.encode(self.V(self.item_users[lo:hi].long()), self.item_ratings[lo:hi], seg, b - a))
-            a = b
         codes = torch.cat(parts) if parts else self.b_h.new_zeros(0, self.b_h.numel())
         if not self.training:
             self._codes = codes

@@ -50,7 +50,7 @@ import torch
 from torch import nn
 
 from ..data import Batch
-from .tables import SparseTable
+from .tables import SparseTable, budget_spans
 
 try:  # the compiled per-user SGD of sgd_epoch (CPU); without numba, the trainer's batch steps
     import numba
@@ -79,12 +79,7 @@ def implicit_sum(y: SparseTable, nu_indptr: torch.Tensor, nu_items: torch.Tensor
     if y.tape is not None or len(users) < 2:
         return _implicit_chunk(y, nu_indptr, nu_items, users, n_ratings)
     ends = torch.cumsum(nu_indptr[users + 1] - nu_indptr[users], 0).cpu()
-    bounds = [0]
-    while bounds[-1] < len(users):  # each chunk: at least one user, about PREDICT_ROWS rows
-        a = bounds[-1]
-        base = int(ends[a - 1]) if a else 0
-        bounds.append(max(a + 1, int(torch.searchsorted(ends, base + PREDICT_ROWS, right=True))))
-    return torch.cat([_implicit_chunk(y, nu_indptr, nu_items, users[a:b]) for a, b in zip(bounds[:-1], bounds[1:])])
+    return torch.cat([_implicit_chunk(y, nu_indptr, nu_items, users[a:b]) for a, b in budget_spans(ends, PREDICT_ROWS)])
 
 
 def _implicit_chunk(y, nu_indptr, nu_items, users, n_ratings=None):

@@ -96,3 +96,15 @@ def zero_unseen(model: nn.Module, n_user_ratings: np.ndarray, n_item_ratings: np
         if counts is not None and t.weight.dim() == 2:
             unseen = torch.from_numpy(np.flatnonzero(counts == 0)).to(t.weight.device)
             t.weight.index_fill_(0, unseen, 0.0)
+
+
+def budget_spans(ends: torch.Tensor, budget: int) -> list[tuple[int, int]]:
+    """Consecutive spans ``[a, b)`` of segments whose cumulative sizes are ``ends`` (a CPU
+    tensor; segment k ends at ``ends[k]``), each of about ``budget`` rows and at least one
+    segment: how prediction walks users or items without gathering everything at once."""
+    bounds = [0]
+    while bounds[-1] < len(ends):
+        a = bounds[-1]
+        base = int(ends[a - 1]) if a else 0
+        bounds.append(max(a + 1, int(torch.searchsorted(ends, base + budget, right=True))))
+    return list(zip(bounds[:-1], bounds[1:]))

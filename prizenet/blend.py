@@ -43,8 +43,9 @@ class Run:
     overrides: list[str] = field(default_factory=list)
 
     @property
-    def name(self) -> str:
-        return self.path.name
+    def label(self) -> str:
+        """sweep/run, as the report and TensorBoard name it."""
+        return f"{self.path.parent.name}/{self.path.name}"
 
     @property
     def probe_rmse(self) -> float:
@@ -63,23 +64,28 @@ def find_runs(paths: list[str | Path]) -> list[Path]:
         else:
             raise FileNotFoundError(f"{p}: no such run folder (expected a train.py output folder with metrics.json, "
                                     f"or a folder of them such as a multirun sweep)")
-    unique = list(dict.fromkeys(p.resolve() for p in found))
-    return unique
+    return list(dict.fromkeys(p.resolve() for p in found))
+
+
+def run_info(path: Path) -> tuple[dict, list[str]]:
+    """A run's metrics.json and the command-line overrides it was started with."""
+    metrics = json.loads((path / "metrics.json").read_text())
+    overrides = []
+    if (path / ".hydra" / "overrides.yaml").is_file():
+        from omegaconf import OmegaConf
+
+        overrides = list(OmegaConf.load(path / ".hydra" / "overrides.yaml"))
+    return metrics, overrides
 
 
 def load_run(path: Path) -> Run:
-    metrics = json.loads((path / "metrics.json").read_text())
+    metrics, overrides = run_info(path)
     pred = {}
     for name in ("probe", "qualifying"):
         f = path / "predictions" / f"{name}.npy"
         if not f.is_file():
             raise FileNotFoundError(f"{f}: missing; blending needs both predictions of a finished run")
         pred[name] = np.load(f)
-    overrides = []
-    if (path / ".hydra" / "overrides.yaml").is_file():
-        from omegaconf import OmegaConf
-
-        overrides = list(OmegaConf.load(path / ".hydra" / "overrides.yaml"))
     return Run(path, metrics, pred["probe"], pred["qualifying"], overrides)
 
 

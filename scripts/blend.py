@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     write_json(out / "blend.json", result)
     report = render(result, runs, w)
     atomic_write(out / "report.md", [report.encode()])
-    log_tensorboard(out, result, runs)
+    log_tensorboard(out, result, runs, report)
     print(report)
     print(f"wrote {out}/submission.txt, blend.json, report.md ({result['seconds']:.1f} s)")
     return 0
@@ -122,7 +122,7 @@ def render(result: dict, runs, w) -> str:
     lines = [f"# Blend of {len(runs)} runs ({result['dataset']}, split {result['split']})", "",
              "| run | model | probe RMSE | ridge weight |", "|---|---|---:|---:|"]
     for r, x in sorted(zip(runs, w), key=lambda t: t[0].probe_rmse):
-        lines.append(f"| {r.path.parent.name}/{r.name} | {r.metrics.get('model')} | {r.probe_rmse:.4f} | {x:+.4f} |")
+        lines.append(f"| {r.label} | {r.metrics.get('model')} | {r.probe_rmse:.4f} | {x:+.4f} |")
     lines += ["", f"Ridge intercept {result['ridge']['intercept']:+.4f}, λ = {result['ridge']['lambda']:.4g} "
                   f"(picked by {result['folds']}-fold CV).", "",
               "| blender | probe RMSE, cross-validated |", "|---|---:|"]
@@ -136,18 +136,17 @@ def render(result: dict, runs, w) -> str:
     return "\n".join(lines) + "\n"
 
 
-def log_tensorboard(out: Path, result: dict, runs) -> None:
+def log_tensorboard(out: Path, result: dict, runs, report: str) -> None:
     from torch.utils.tensorboard import SummaryWriter
 
     writer = SummaryWriter(str(out / "tensorboard"))
     for r in runs:  # one tag per input run, named like the report's rows
-        name = f"{r.path.parent.name}/{r.name}"
-        writer.add_scalar(f"blend/input_probe_rmse/{name}", r.probe_rmse, 0)
-        writer.add_scalar(f"blend/ridge_weight/{name}", result["ridge"]["weights"][str(r.path)], 0)
+        writer.add_scalar(f"blend/input_probe_rmse/{r.label}", r.probe_rmse, 0)
+        writer.add_scalar(f"blend/ridge_weight/{r.label}", result["ridge"]["weights"][str(r.path)], 0)
     for name, v in result["cv_probe_rmse"].items():
         writer.add_scalar(f"blend/cv_probe_rmse/{name}", v, 0)
     writer.add_scalar("blend/gain_over_best_single", result["gain"], 0)
-    writer.add_text("blend/report", render(result, runs, list(result["ridge"]["weights"].values())), 0)
+    writer.add_text("blend/report", report, 0)
     writer.close()
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from prizenet.blend import find_runs, load_run  # noqa: E402
+from prizenet.blend import find_runs, run_info  # noqa: E402
 from prizenet.data import DataFormatError, score  # noqa: E402
 
 # Overrides that do not change the model: left out of the table.
@@ -29,11 +29,10 @@ QUIET = ("trainer.progress", "trainer.histograms", "hydra.", "data.root", "data.
 def rows(folders: list[Path], answers: Path | None) -> list[dict]:
     out = []
     for path in find_runs(folders):
-        run = load_run(path)
-        m = run.metrics
+        m, overrides = run_info(path)  # metrics only: the predictions are not read
         out.append({"run": str(path), "model": m.get("model"), "dataset": m.get("dataset"),
-                    "overrides": [o for o in run.overrides if not o.lstrip("+~").startswith(QUIET)],
-                    "probe_rmse": run.probe_rmse, "best_epoch": m.get("best_epoch"),
+                    "overrides": [o for o in overrides if not o.lstrip("+~").startswith(QUIET)],
+                    "probe_rmse": float(m["probe_rmse"]), "best_epoch": m.get("best_epoch"),
                     "fit_seconds": sum(m.get("fit_seconds", {}).values())})
     for f in sorted({b for p in folders for b in Path(p).rglob("blend.json")}):
         b = json.loads(f.read_text())

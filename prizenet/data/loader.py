@@ -146,8 +146,8 @@ class RatingLoader:
             keep = np.zeros(data.n_ratings, bool)
             keep[rows] = True
             rows = data.by_user[keep[data.by_user]]
-        elif group_by == "item":  # item-contiguous (Netflix files come item by item: near linear)
-            rows = rows[np.argsort(data.item[rows], kind="stable")]
+        elif group_by == "item":
+            rows = data.rows_by_item(rows)
         self.n = len(rows)
         if single:
             cuts = [0, self.n]

@@ -26,7 +26,7 @@ from .prize import PrizeData, RawPrize, build
 from .splits import split_table
 from .tabular import read_table
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: by_user is int32 below 2**31 ratings
 FORMATS = ("auto", "netflix", "netflix_kaggle", "movielens", "csv")
 
 
@@ -52,19 +52,19 @@ def detect_format(path: Path) -> str:
     )
 
 
-def _source_files(path: Path, fmt: str) -> list[Path]:
+def _source_files(path: Path, fmt: str) -> list[str]:
     if fmt in ("netflix", "netflix_kaggle"):
         return netflix.files_of(path, fmt)
     if path.is_file():
-        return [path]
-    return [p for p in sorted(path.iterdir()) if p.is_file()]
+        return [str(path)]
+    return [str(p) for p in sorted(path.iterdir()) if p.is_file()]
 
 
 def _key(path: Path, fmt: str, options: dict) -> str:
     stats = []
-    for p in _source_files(path, fmt):
-        st = p.stat()
-        stats.append([str(p.resolve()), st.st_size, st.st_mtime_ns])
+    for p in _source_files(path.resolve(), fmt):
+        st = os.stat(p)
+        stats.append([p, st.st_size, st.st_mtime_ns])
     blob = json.dumps({"version": CACHE_VERSION, "format": fmt, "options": options, "files": stats})
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 

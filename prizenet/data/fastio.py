@@ -129,19 +129,19 @@ def civil_from_days(z: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return y, m, d
 
 
-_YEARS = (1800, 2200)
+DATE_YEARS = (1800, 2200)
 
 
 def _build_date_table() -> np.ndarray:
     """Days since 1970 of every (year, month, day) slot, -2**31 for impossible dates."""
-    y, m, d = np.meshgrid(np.arange(*_YEARS), np.arange(1, 13), np.arange(1, 32), indexing="ij")
+    y, m, d = np.meshgrid(np.arange(*DATE_YEARS), np.arange(1, 13), np.arange(1, 32), indexing="ij")
     days = days_from_civil(y.ravel(), m.ravel(), d.ravel())
     real = civil_from_days(days)
     valid = (real[0] == y.ravel()) & (real[1] == m.ravel()) & (real[2] == d.ravel())  # no Feb 30
     return np.where(valid, days, np.iinfo(np.int32).min).astype(np.int32)
 
 
-_DATE_TABLE = _build_date_table()
+DATE_TABLE = _build_date_table()
 
 
 def _date_table(digits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -150,9 +150,9 @@ def _date_table(digits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     y = rows[0] * 1000 + rows[1] * 100 + rows[2] * 10 + rows[3]
     m = rows[5] * 10 + rows[6]
     dd = rows[8] * 10 + rows[9]
-    ok = (y >= _YEARS[0]) & (y < _YEARS[1]) & (m >= 1) & (m <= 12) & (dd >= 1) & (dd <= 31)
-    slot = np.where(ok, ((y - _YEARS[0]) * 12 + m - 1) * 31 + dd - 1, 0)
-    day = _DATE_TABLE[slot]
+    ok = (y >= DATE_YEARS[0]) & (y < DATE_YEARS[1]) & (m >= 1) & (m <= 12) & (dd >= 1) & (dd <= 31)
+    slot = np.where(ok, ((y - DATE_YEARS[0]) * 12 + m - 1) * 31 + dd - 1, 0)
+    day = DATE_TABLE[slot]
     ok &= day != np.iinfo(np.int32).min
     return day, ok
 

@@ -19,17 +19,21 @@ from __future__ import annotations
 import gzip
 import re
 import tarfile
-from concurrent.futures import ThreadPoolExecutor
+import os
+import threading
+from functools import partial
 from pathlib import Path
-from typing import Iterator
+from typing import BinaryIO, Callable, Iterable, Iterator
 
 import numpy as np
 
-from .fastio import DataFormatError, Sources, parse_blocks, to_array
+from . import kernels
+from .fastio import DATE_TABLE, DATE_YEARS, FORMS, NL, DataFormatError
 from .prize import NETFLIX_EPOCH, RawPrize
 
-CHUNK = 32 << 20
-WORKERS = 2
+CHUNK = 32 << 20  # bytes of text per buffer
+PAD = 64  # newlines after a buffer's text: a truncated last line fails its checks there
+WORKERS = max(2, min(os.cpu_count() or 2, 8))
 
 WHERE = (
     "The Netflix Prize data is no longer distributed by Netflix; copies are on Kaggle "
@@ -64,117 +68,214 @@ def read_bytes(path: Path) -> bytes:
     return path.read_bytes()
 
 
-def _chunks(path: Path) -> Iterator[bytes]:
-    """A large file in pieces of about CHUNK bytes, each ending at a newline."""
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as f:
-        rest = b""
-        while True:
-            block = f.read(CHUNK)
-            if not block:
+class _Reader:
+    """Fills a buffer with whole lines of the training files, in order (one caller at a
+    time). A file that does not fit is cut after its last whole line in the buffer and
+    continues in the next one; each file's content ends in a newline."""
+
+    def __init__(self, files: Iterable[tuple[str, Callable[[], BinaryIO]]]):
+        self.files = iter(files)
+        self.names: list[str] = []
+        self.f: BinaryIO | None = None
+        self.carry = b""  # the partial last line of the open file
+        self.lines = 0  # lines of the open file before the next segment
+        self.first = True  # the next segment starts its file
+
+    def fill(self, buf: np.ndarray) -> list[tuple[int, int, int, int, bool]]:
+        """Segments (start, end, file number, lines before it in its file, starts the file)."""
+        size = len(buf) - PAD
+        pos, segs = 0, []
+        while pos < size:
+            if self.f is None:
+                nxt = next(self.files, None)
+                if nxt is None:
+                    break
+                name, opener = nxt
+                self.names.append(name)
+                self.f, self.first, self.lines = opener(), True, 0
+            start = pos
+            carry, self.carry = self.carry, b""
+            if len(carry) >= size - pos:
+                if start == 0:
+                    raise DataFormatError(f"{self.names[-1]}, line {self.lines + 1}: a line longer than {size} bytes; "
+                                          f"expected 'MovieID:' or '{FORMS['train']}'")
+                self.carry = carry  # the next buffer starts with it
                 break
-            block = rest + block
-            cut = block.rfind(b"\n") + 1
-            if cut == 0:
-                rest = block
+            buf[pos:pos + len(carry)] = np.frombuffer(carry, np.uint8)
+            pos += len(carry)
+            view = memoryview(buf)
+            while pos < size and (n := self.f.readinto(view[pos:size])):
+                pos += n
+            if pos < size:  # the file ended
+                self.f.close()
+                self.f = None
+                if pos > start and buf[pos - 1] != NL:
+                    buf[pos] = NL
+                    pos += 1
+                if pos > start:
+                    segs.append((start, pos, len(self.names) - 1, self.lines, self.first))
                 continue
-            rest = block[cut:]
-            yield block[:cut]
-        if rest:
-            yield rest
+            cut = kernels.last_newline(buf, start, pos)
+            self.carry = bytes(buf[cut:pos])
+            if cut > start:
+                segs.append((start, cut, len(self.names) - 1, self.lines, self.first))
+                self.lines += kernels.newlines(buf, start, cut)
+                self.first = False
+            pos = cut
+            break
+        return segs
+
+
+KINDS = {"train": kernels.TRAIN, "qual": kernels.QUAL, "probe": kernels.PROBE}
+_COLUMNS = {"movie": np.int32, "customer": np.int32, "rating": np.uint8, "day": np.int32, "line": np.int64}
+_SHORTEST = {"train": 15, "qual": 13, "probe": 2}  # bytes of the shortest body line
 
 
 class _Columns:
-    """Accumulates parsed training chunks and concatenates them once."""
+    """The parsed columns, allocated once for a bound on the row count (pages never
+    written cost nothing) and grown if a compressed source beats the bound."""
 
-    def __init__(self):
-        self.parts: dict[str, list[np.ndarray]] = {"movie": [], "customer": [], "rating": [], "day": []}
+    def __init__(self, names: list[str], rows: int):
+        self.cols = {k: np.empty(rows, _COLUMNS[k]) for k in names}
+        self.unused = np.empty(0, np.int32)
 
-    def add(self, blocks) -> None:
-        self.parts["movie"].append(blocks.movie.astype(np.int32))
-        self.parts["customer"].append(blocks.customer.astype(np.int32))
-        self.parts["rating"].append(blocks.rating)
-        self.parts["day"].append(blocks.day)
+    @property
+    def capacity(self) -> int:
+        return len(self.cols["movie"])
 
-    def result(self) -> dict[str, np.ndarray]:
-        """The columns, concatenated one at a time; the parts are dropped as they are joined."""
-        out = {}
-        for k in list(self.parts):
-            v = self.parts.pop(k)
-            out[k] = np.concatenate(v) if v else np.zeros(0, np.int32)
-            del v
-        return out
+    def get(self, name: str) -> np.ndarray:
+        return self.cols.get(name, self.unused)
 
-
-def _parse_group(named: list[tuple[str, bytes]]):
-    """Parse many small files at once: concatenated, with line numbers mapped back per file."""
-    contents = [c if c.endswith(b"\n") else c + b"\n" for _, c in named]
-    lines = np.array([c.count(b"\n") for c in contents], np.int64)
-    first = np.zeros(len(named), np.int64)
-    np.cumsum(lines[:-1], out=first[1:])
-    sources = Sources([n for n, _ in named], first)
-    return parse_blocks(to_array(b"".join(contents)), "train", sources)
+    def grow(self, rows: int) -> None:
+        for k, col in self.cols.items():
+            new = np.empty(max(rows, 2 * len(col)), col.dtype)
+            new[:len(col)] = col
+            self.cols[k] = new
 
 
-def _grouped(items: Iterator[tuple[str, bytes]], columns: _Columns) -> int:
-    """Parse files in groups of about CHUNK bytes, two groups at a time.
+def _parse_error(reader: _Reader, buf: np.ndarray, segs, kind: str, code: int, at: int, line: int,
+                 rating_range: tuple[int, int]) -> DataFormatError:
+    file_no = next(s for s in reversed(segs) if s[0] <= at)[2]
+    nl = np.flatnonzero(buf[at:at + 200] == NL)
+    text = bytes(buf[at:at + (nl[0] if nl.size else 200)]).decode("latin-1").rstrip("\r")
+    what = {kernels.OUT_OF_SCALE: " (rating outside the scale {}-{})".format(*rating_range),
+            kernels.NO_HEADER: " (a line before the first 'MovieID:' line)"}.get(code, "")
+    return DataFormatError(f"{reader.names[file_no]}, line {line}: expected 'MovieID:' or '{FORMS[kind]}', "
+                           f"got {text!r}{what}")
 
-    numpy releases the GIL in its array loops, so two threads use both cores of a laptop
-    while the next group is read; results are added in file order.
+
+def read_blocks(files: Iterable[tuple[str, Callable[[], BinaryIO]]], size_hint: int, kind: str = "train",
+                rating_range: tuple[int, int] = (1, 5), keep_lines: bool = False) -> tuple[dict[str, np.ndarray], int]:
+    """Parse the ``MovieID:`` blocks of ``files`` ((name, opener) pairs, in order) into
+    columns: movie, customer, and as the kind has them rating (int stars) and day (days
+    since 1970); ``line`` (1-based, in its file) with ``keep_lines``. Returns the columns
+    and the number of files.
+
+    WORKERS threads take turns: one reads the next CHUNK bytes of files into its own
+    buffer while the others parse theirs with the compiled tokenizer (which releases the
+    GIL) into their own reused columns; each then copies its rows into the output at the
+    offset that follows the previous buffer's, so the columns come out in file order.
+    ``size_hint`` (bytes of text, an estimate) sizes the output once.
     """
-    n, pending = 0, []
-    with ThreadPoolExecutor(max_workers=WORKERS) as pool:
-        group, size = [], 0
-        for name, content in items:
-            group.append((name, content))
-            size += len(content)
-            n += 1
-            if size >= CHUNK:
-                pending.append(pool.submit(_parse_group, group))
-                group, size = [], 0
-                while len(pending) > WORKERS:
-                    columns.add(pending.pop(0).result())
-        if group:
-            pending.append(pool.submit(_parse_group, group))
-        for future in pending:
-            columns.add(future.result())
-    return n
+    names = ["movie", "customer"] + {"train": ["rating", "day"], "qual": ["day"], "probe": []}[kind]
+    names += ["line"] if keep_lines else []
+    out = _Columns(names, size_hint // _SHORTEST[kind] + 1024)
+    reader = _Reader(files)
+    lo, hi = rating_range
+    read_lock, cond = threading.Lock(), threading.Condition()
+    state = {"next": 0, "assigned": 0, "done": 0, "rows": 0, "failed": False}
+    results: dict[int, tuple] = {}
+    errors: dict[int, BaseException] = {}
+
+    def work():
+        buf = np.empty(CHUNK + PAD, np.uint8)
+        own = _Columns(names, 0)
+        k = None
+        try:
+            while True:
+                with read_lock:
+                    if state["failed"]:
+                        return
+                    segs = reader.fill(buf)
+                    if not segs:
+                        return
+                    k = state["next"]
+                    state["next"] += 1
+                starts, ends, lines = (np.array([s[j] for s in segs], np.int64) for j in (0, 1, 3))
+                movies = np.array([kernels.NO_MOVIE if s[4] else kernels.INHERIT for s in segs], np.int64)
+                bound = int(ends[-1]) // _SHORTEST[kind] + 1
+                if own.capacity < bound:
+                    own = _Columns(names, bound)
+                n, code, at, line, lead, last = kernels.parse_blocks(
+                    buf, starts, ends, movies, lines, KINDS[kind], lo, hi, DATE_TABLE, DATE_YEARS[0],
+                    own.get("movie"), own.get("customer"), own.get("rating"), own.get("day"), own.get("line"), 0)
+                if code != kernels.OK:
+                    raise _parse_error(reader, buf, segs, kind, code, at, line, rating_range)
+                with cond:
+                    cond.wait_for(lambda: state["assigned"] == k or state["failed"])
+                    if state["failed"]:
+                        return
+                    off = state["rows"]
+                    if off + n > out.capacity:  # grow once every earlier buffer is copied
+                        cond.wait_for(lambda: state["done"] == k or state["failed"])
+                        if state["failed"]:
+                            return
+                        out.grow(off + n)
+                    state["rows"] += n
+                    state["assigned"] += 1
+                    cond.notify_all()
+                for name in names:
+                    out.cols[name][off:off + n] = own.cols[name][:n]
+                results[k] = (off, lead, last)
+                with cond:
+                    state["done"] += 1
+                    cond.notify_all()
+        except BaseException as e:
+            errors[k if k is not None else state["next"]] = e
+            with cond:
+                state["failed"] = True
+                cond.notify_all()
+
+    threads = [threading.Thread(target=work, daemon=True) for _ in range(WORKERS)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[min(errors)]
+    # Rows of a file cut before its next header get the movie the previous buffer ended in.
+    movie = kernels.NO_MOVIE
+    for k in sorted(results):
+        off, lead, last = results[k]
+        if lead:
+            out.cols["movie"][off:off + lead] = movie
+        if last != kernels.INHERIT:
+            movie = last
+    return {k: v[:state["rows"]] for k, v in out.cols.items()}, len(reader.names)
 
 
-def _movie_files(directory: Path) -> Iterator[tuple[str, bytes]]:
-    for path in sorted(p for p in directory.iterdir() if re.fullmatch(r"mv_\d+\.txt(\.gz)?", p.name)):
-        yield str(path), read_bytes(path)
+def _movie_files(directory: Path) -> tuple[list, int]:
+    entries = sorted((e.name, e.path, e.stat().st_size * (4 if e.name.endswith(".gz") else 1))
+                     for e in os.scandir(directory) if re.fullmatch(r"mv_\d+\.txt(\.gz)?", e.name))
+    return [(path, partial(_open, path)) for _, path, _ in entries], sum(size for *_, size in entries)
 
 
-def _tar_members(path: Path) -> Iterator[tuple[str, bytes]]:
+def _open(path: str | Path) -> BinaryIO:
+    return gzip.open(path, "rb") if str(path).endswith(".gz") else open(path, "rb", buffering=0)
+
+
+def _tar_members(path: Path) -> Iterator[tuple[str, Callable[[], BinaryIO]]]:
     # Streamed member by member: the 17,770 files never touch the disk.
     with tarfile.open(path, "r:*") as tar:
         for member in tar:
             if member.isfile() and re.fullmatch(r"mv_\d+\.txt", Path(member.name).name):
-                yield f"{path}:{member.name}", tar.extractfile(member).read()
-
-
-def _big_file(path: Path, columns: _Columns) -> None:
-    movie, line = None, 0
-    for piece in _chunks(path):
-        blocks = parse_blocks(to_array(piece), "train", Sources.single(str(path), line), movie0=movie)
-        columns.add(blocks)
-        if blocks.movie.size:
-            movie = int(blocks.movie[-1])
-        # A chunk may end right after a header with no ratings yet.
-        tail = piece.rstrip(b"\r\n").rsplit(b"\n", 1)[-1]
-        if tail.endswith(b":"):
-            movie = int(tail[:-1])
-        line += piece.count(b"\n")
+                yield f"{path}:{member.name}", partial(tar.extractfile, member)
 
 
 def read_pairs(path: Path, kind: str) -> dict[str, np.ndarray]:
     """probe.txt (kind 'probe') or qualifying.txt (kind 'qual') with line numbers."""
-    blocks = parse_blocks(to_array(read_bytes(path)), kind, Sources.single(str(path)), keep_lines=True)
-    out = {"movie": blocks.movie, "customer": blocks.customer, "line": blocks.line}
-    if kind == "qual":
-        out["day"] = blocks.day
-    return out
+    size = path.stat().st_size * (4 if path.suffix == ".gz" else 1)
+    return read_blocks([(str(path), partial(_open, path))], size, kind, keep_lines=True)[0]
 
 
 def read_titles(path: Path) -> dict:
@@ -237,16 +338,15 @@ def _answers(root: Path, qual: dict) -> tuple[np.ndarray | None, np.ndarray | No
 def read_netflix(root: str | Path) -> RawPrize:
     """The original layout: training_set/ (or training_set.tar), probe, qualifying, titles."""
     root = Path(root)
-    columns = _Columns()
     if (root / "training_set").is_dir():
-        n = _grouped(_movie_files(root / "training_set"), columns)
-    elif find(root, "training_set.tar"):
-        n = _grouped(_tar_members(find(root, "training_set.tar")), columns)
+        columns, n = read_blocks(*_movie_files(root / "training_set"))
+    elif (tar := find(root, "training_set.tar")) is not None:
+        columns, n = read_blocks(_tar_members(tar), tar.stat().st_size * (4 if tar.suffix == ".gz" else 1))
     else:
         raise missing(root, "netflix", "training_set/ folder or training_set.tar")
     if n == 0:
         raise missing(root, "netflix", "mv_NNNNNNN.txt files in training_set")
-    return _assemble(root, "netflix", columns.result(), "movie_titles.txt")
+    return _assemble(root, "netflix", columns, "movie_titles.txt")
 
 
 def read_netflix_kaggle(root: str | Path) -> RawPrize:
@@ -255,26 +355,26 @@ def read_netflix_kaggle(root: str | Path) -> RawPrize:
     paths = [p for k in range(1, 5) if (p := find(root, f"combined_data_{k}.txt"))]
     if not paths:
         raise missing(root, "netflix_kaggle", "combined_data_N.txt files")
-    columns = _Columns()
-    for path in paths:
-        _big_file(path, columns)
-    return _assemble(root, "netflix_kaggle", columns.result(), "movie_titles.csv")
+    size = sum(p.stat().st_size * (4 if p.suffix == ".gz" else 1) for p in paths)
+    columns, _ = read_blocks([(str(p), partial(_open, p)) for p in paths], size)
+    return _assemble(root, "netflix_kaggle", columns, "movie_titles.csv")
 
 
-def files_of(root: Path, fmt: str) -> list[Path]:
-    """The source files whose size and mtime key the cache."""
+def files_of(root: Path, fmt: str) -> list[str]:
+    """The source files whose size and mtime key the cache (strings: 17,770 Path objects
+    cost a second)."""
     if fmt == "netflix":
         ts = root / "training_set"
-        files = [ts] if ts.is_dir() else []  # the folder's mtime changes when files are added
-        if ts.is_dir():
-            files += sorted(ts.iterdir())
+        files = []
+        if ts.is_dir():  # the folder's mtime changes when files are added
+            files = [str(ts)] + sorted(e.path for e in os.scandir(ts))
         elif (tar := find(root, "training_set.tar")) is not None:
-            files.append(tar)
+            files.append(str(tar))
         names = ["probe.txt", "qualifying.txt", "movie_titles.txt", "answers.csv"]
     else:
-        files = [p for k in range(1, 5) if (p := find(root, f"combined_data_{k}.txt"))]
+        files = [str(p) for k in range(1, 5) if (p := find(root, f"combined_data_{k}.txt"))]
         names = ["probe.txt", "qualifying.txt", "movie_titles.csv", "answers.csv"]
-    return files + [p for n in names if (p := find(root, n))]
+    return files + [str(p) for n in names if (p := find(root, n))]
 
 
 def load_netflix(root: str | Path, format: str = "netflix", cache_dir: str | Path | None = None):

@@ -23,11 +23,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from . import kernels
 from .fastio import DataFormatError, civil_from_days, days_from_civil
 
 NETFLIX_EPOCH = int(days_from_civil(np.array([1998]), np.array([10]), np.array([1]))[0])
@@ -217,8 +219,11 @@ class PrizeData:
     def save(self, directory: Path) -> None:
         """Write every column as .npy plus meta.json into ``directory`` (must not exist)."""
         directory.mkdir(parents=True)
-        for name in ARRAYS:
-            np.save(directory / f"{name}.npy", getattr(self, name), allow_pickle=False)
+        # Largest first, in threads: writing 2 GB into the page cache is CPU work too.
+        names = sorted(ARRAYS, key=lambda n: -getattr(self, n).nbytes)
+        with ThreadPoolExecutor(kernels.THREADS) as pool:
+            for f in [pool.submit(np.save, directory / f"{n}.npy", getattr(self, n), allow_pickle=False) for n in names]:
+                f.result()
         (directory / "meta.json").write_text(json.dumps(self.meta, indent=1))
 
     @classmethod
@@ -235,31 +240,38 @@ def _star(x: float) -> str:
     return f"{x:g}"
 
 
-def _dense(raw_parts: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
-    """Dense ids over the union of ``raw_parts``: (raw id of each index, dense parts)."""
-    allraw = np.concatenate(raw_parts)
-    if allraw.dtype.kind in "iu" and allraw.size and allraw.min() >= 0 and allraw.max() < 64 * allraw.size + 2**20:
-        # Bounded non-negative ints (Netflix customer ids < 2.7M): a lookup table, no sort.
-        present = np.zeros(int(allraw.max()) + 1, bool)
-        present[allraw] = True
-        ids = np.flatnonzero(present)
-        lut = np.cumsum(present, dtype=np.int32) - 1  # int32: a smaller table stays in cache
-        return ids.astype(np.int64), [lut[p] for p in raw_parts]
-    ids, inverse = np.unique(allraw, return_inverse=True)
-    bounds = np.cumsum([0] + [len(p) for p in raw_parts])
+def _dense(raw_parts: list[np.ndarray], in_place: bool = False) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Dense ids over the union of ``raw_parts``: (raw id of each index, dense int32 parts).
+    ``in_place``: the first part, when int32, is overwritten with its dense ids."""
+    parts = [np.asarray(p) for p in raw_parts]
+    sizes = [p for p in parts if p.size]
+    if sizes and all(p.dtype.kind in "iu" for p in parts):
+        ranges = [kernels.id_range(p) for p in sizes]
+        top = max(int(hi) for _, hi in ranges)
+        if min(int(lo) for lo, _ in ranges) >= 0 and top < 64 * sum(p.size for p in parts) + 2**20:
+            # Bounded non-negative ints (Netflix customer ids < 2.7M): a lookup table, no sort.
+            present = np.zeros(top + 1, bool)
+            for p in sizes:
+                kernels.mark(p, present)
+            ids = np.flatnonzero(present)
+            lut = np.cumsum(present, dtype=np.int32) - 1  # int32: a smaller table stays in cache
+            out = []
+            for k, p in enumerate(parts):
+                dense = p if (in_place and k == 0 and p.dtype == np.int32 and p.flags.writeable) \
+                    else np.empty(p.size, np.int32)
+                kernels.in_threads(kernels.map_ids, kernels.even_cuts(p.size), p, lut, dense)
+                out.append(dense)
+            return ids.astype(np.int64), out
+    ids, inverse = np.unique(np.concatenate(parts), return_inverse=True)
+    bounds = np.cumsum([0] + [len(p) for p in parts])
     return ids, [inverse[a:b].astype(np.int32) for a, b in zip(bounds[:-1], bounds[1:])]
 
 
-def _lookup(sorted_keys: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Positions of ``keys`` in ``sorted_keys`` and whether each is there."""
-    if sorted_keys.size == 0:
-        return np.zeros(len(keys), np.int64), np.zeros(len(keys), bool)
-    # Sorted queries search a narrowing range (numpy reuses the last bound): several times
-    # faster than 10^6 independent binary searches through 10^8 keys.
-    order = np.argsort(keys, kind="stable")
-    pos = np.empty(len(keys), np.int64)
-    pos[order] = np.searchsorted(sorted_keys, keys[order])
-    return pos, (pos < sorted_keys.size) & (sorted_keys[np.minimum(pos, sorted_keys.size - 1)] == keys)
+def _find_pairs(*args) -> np.ndarray:
+    """kernels.find_pairs over all pairs, in threads."""
+    out = np.empty(len(args[-1]), np.int64)
+    kernels.in_threads(kernels.find_pairs, kernels.even_cuts(len(out)), *args, out)
+    return out
 
 
 def _where(raw: RawPrize, which: str, k: int) -> str:
@@ -279,84 +291,82 @@ def build(raw: RawPrize) -> PrizeData:
     lo, hi = raw.rating_scale
     r = np.asarray(raw.train_rating)
     if r.dtype.kind in "iu":  # whole stars (the Netflix files): no float copy of 10^8 ratings
-        bad = (r < lo) | (r > hi)
+        if r.size and lo <= r.min() and r.max() <= hi:
+            bad = None
+        else:
+            bad = (r < lo) | (r > hi)
     else:
         r2 = r * 2
         bad = (r < lo) | (r > hi) | (r2 != np.round(r2))
         del r2
-    if bad.any():
+    if bad is not None and bad.any():
         k = int(np.argmax(bad))
         raise DataFormatError(
             f"rating {float(r[k]):g} of user {raw.train_user[k]}, item {raw.train_item[k]} is outside the "
             f"rating scale [{lo:g}, {hi:g}] in half-star steps ({int(bad.sum())} such ratings)"
         )
     del bad
-    rating_x2 = (r * 2).astype(np.uint8) if r.dtype.kind in "iu" else np.rint(r * 2).astype(np.uint8)
-    user_ids, (user, probe_user, qual_user) = _dense([raw.train_user, raw.probe_user, raw.qual_user])
-    item_ids, (item, probe_item, qual_item) = _dense([raw.train_item, raw.probe_item, raw.qual_item])
-    n_users, n_items = len(user_ids), len(item_ids)
+    rating_x2 = np.multiply(r, 2, dtype=np.uint8) if r.dtype.kind in "iu" else np.rint(r * 2).astype(np.uint8)
 
-    days = [np.asarray(raw.train_day, np.int64), np.asarray(raw.qual_day, np.int64)]
+    days = [np.asarray(raw.train_day), np.asarray(raw.qual_day)]
     first = min((int(d.min()) for d in days if d.size), default=0)
     epoch = first if raw.epoch is None else min(raw.epoch, first)
     last = max((int(d.max()) for d in days if d.size), default=epoch)
     if last - epoch > np.iinfo(np.int16).max:
         raise DataFormatError(f"dates span {last - epoch} days; at most 32767 are supported")
-    day = (days[0] - epoch).astype(np.int16)
-    qual_day = (days[1] - epoch).astype(np.int16)
+    day, qual_day = (np.subtract(d, epoch, out=np.empty(d.size, np.int16), casting="unsafe") for d in days)
     del days, r
+
+    # The readers' int32 id columns become the dense ids in place (0.8 GB at Netflix scale).
+    user_ids, (user, probe_user, qual_user) = _dense([raw.train_user, raw.probe_user, raw.qual_user], True)
+    item_ids, (item, probe_item, qual_item) = _dense([raw.train_item, raw.probe_item, raw.qual_item], True)
+    n_users, n_items = len(user_ids), len(item_ids)
     raw.train_user = raw.train_item = raw.train_rating = raw.train_day = None
 
-    # One sort by (user, item) gives the user grouping, the duplicate check, the probe rows
-    # and the qualifying-in-training check.
-    key = user.astype(np.int64) * n_items + item
-    by_user = np.argsort(key, kind="stable")
-    skey = key[by_user]
-    del key
-    dup = np.flatnonzero(skey[1:] == skey[:-1])
-    if dup.size:
-        u, i = divmod(int(skey[dup[0]]), n_items)
+    # One counting sort by user gives the user grouping and the training part of N(u);
+    # each user's rows are then put in item order (already so for files listed movie by
+    # movie), which finds duplicates and lets probe and qualifying pairs be looked up.
+    user_cnt, q_cnt = np.zeros(n_users, np.int64), np.zeros(n_users, np.int64)
+    kernels.count(user, user_cnt)
+    kernels.count(qual_user, q_cnt)
+    user_indptr = np.zeros(n_users + 1, np.int64)
+    np.cumsum(user_cnt, out=user_indptr[1:])
+    nu_indptr = np.zeros(n_users + 1, np.int64)
+    np.cumsum(user_cnt + q_cnt, out=nu_indptr[1:])
+    del user_cnt, q_cnt
+    by_user = np.empty(len(user), np.int32 if len(user) < 2**31 else np.int64)
+    nu_items = np.empty(int(nu_indptr[-1]), np.int32)
+    # Threads take user ranges of about equal rows, cut at group_by_user's buckets.
+    step = 1 << kernels.BUCKET_BITS
+    cuts = np.unique(np.searchsorted(user_indptr, kernels.even_cuts(len(user))) // step * step)
+    cuts = np.append(cuts[cuts < n_users], n_users)
+    kernels.in_threads(kernels.group_by_user, cuts, user, item, user_indptr, nu_indptr, by_user, nu_items)
+    dup = kernels.sort_segments(user_indptr, nu_indptr, by_user, nu_items)
+    if dup >= 0:
+        u, i = user[dup], item[dup]
         raise DataFormatError(
-            f"user {user_ids[u]} rated item {item_ids[i]} more than once in the training data "
-            f"({dup.size} duplicate ratings); each (user, item) pair may occur once"
+            f"user {user_ids[u]} rated item {item_ids[i]} more than once in the training data; "
+            f"each (user, item) pair may occur once"
         )
-    probe_key = probe_user.astype(np.int64) * n_items + probe_item
-    pos, found = _lookup(skey, probe_key)
-    if not found.all():
-        k = int(np.argmin(found))
+    probe_rows = _find_pairs(user_indptr, nu_indptr, nu_items, by_user, probe_user, probe_item)
+    if (probe_rows < 0).any():
+        k = int(np.argmax(probe_rows < 0))
         raise DataFormatError(
             f"{_where(raw, 'probe', k)}: user {raw.probe_user[k]} and movie {raw.probe_item[k]} are "
             f"not in the training set; every probe pair must have its rating in training_set"
         )
-    probe_rows = by_user[pos].astype(np.int64)
-    if np.unique(probe_rows).size != probe_rows.size:
+    if (np.diff(np.sort(probe_rows)) == 0).any():
         raise DataFormatError(f"{raw.probe_file}: a (user, movie) pair is listed more than once")
-    qual_key = qual_user.astype(np.int64) * n_items + qual_item
-    _, clash = _lookup(skey, qual_key)
+    clash = _find_pairs(user_indptr, nu_indptr, nu_items, by_user, qual_user, qual_item) >= 0
     if clash.any():
         k = int(np.argmax(clash))
         raise DataFormatError(
             f"{_where(raw, 'qual', k)}: user {raw.qual_user[k]} and movie {raw.qual_item[k]} also "
             f"have a rating in the training set; qualifying pairs must be withheld from it"
         )
-
-    user_cnt = np.bincount(user, minlength=n_users)
-    user_indptr = np.zeros(n_users + 1, np.int64)
-    np.cumsum(user_cnt, out=user_indptr[1:])
-    # N(u): training items of u, then its qualifying items, without another big sort: the
-    # rows in (user, item) order fill the training slots, the sorted qualifying pairs the rest.
-    q_order = np.argsort(qual_key, kind="stable")
-    q_cnt = np.bincount(qual_user, minlength=n_users)
-    nu_indptr = np.zeros(n_users + 1, np.int64)
-    np.cumsum(user_cnt + q_cnt, out=nu_indptr[1:])
-    is_train = np.repeat(np.tile(np.array([True, False]), n_users), np.stack([user_cnt, q_cnt], 1).ravel())
-    nu_items = np.empty(int(nu_indptr[-1]), np.int32)
-    sorted_item = np.empty(len(skey), np.int32)
-    for a in range(0, len(skey), 1 << 23):  # in slices: no int64 temporary of 10^8
-        np.remainder(skey[a:a + (1 << 23)], n_items, out=sorted_item[a:a + (1 << 23)], casting="unsafe")
-    nu_items[is_train] = sorted_item
-    nu_items[~is_train] = qual_item[q_order]
-    del is_train, skey, sorted_item
+    # N(u)'s tail: the user's qualifying items, in item order.
+    q_order = np.lexsort((qual_item, qual_user))
+    kernels.fill_tail(user_indptr, nu_indptr, nu_items, qual_user[q_order], qual_item[q_order])
     n_q = len(qual_user)
     qual_rating = (np.full(n_q, np.nan, np.float32) if raw.qual_rating is None
                    else np.asarray(raw.qual_rating, np.float32))
@@ -378,7 +388,7 @@ def build(raw: RawPrize) -> PrizeData:
         probe_rows=probe_rows, qual_user=qual_user, qual_item=qual_item, qual_day=qual_day,
         qual_rating=qual_rating, qual_part=qual_part, user_ids=user_ids, item_ids=item_ids,
         item_title=item_title.astype(str), item_year=item_year,
-        by_user=by_user.astype(np.int64), user_indptr=user_indptr,
+        by_user=by_user, user_indptr=user_indptr,
         nu_indptr=nu_indptr, nu_items=nu_items, meta=meta,
     )
 

@@ -4,7 +4,8 @@
     python scripts/bench_data.py --dir /tmp/bench100m --ratings 100480507 --users 480189 --items 17770
 
 Generates a synthetic Prize in the Netflix layout (once), then measures, each in a fresh
-process so that peak memory (ru_maxrss) is the step's own:
+process so that peak memory (VmHWM) is the step's own, ``--repeat`` times in turn (the
+median run is reported, with every run's seconds):
   1. pandas' C parser on a plain CSV of the same (user, item, rating) triples (reference);
   2. building the cache from the Netflix layout (ratings/s, peak memory);
   3. loading the cache back;
@@ -98,6 +99,9 @@ def main(argv=None) -> int:
     ap.add_argument("--items", type=int, default=17_770)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--steps", nargs="+", choices=list(STEPS), default=list(STEPS), help="run only these steps")
+    ap.add_argument("--repeat", type=int, default=3,
+                    help="runs of each step, in turn with the others; the median run is reported (this "
+                         "machine's times vary by a third from run to run)")
     args = ap.parse_args(argv)
     from prizenet.data.synthetic import write_prize
 
@@ -124,9 +128,14 @@ def main(argv=None) -> int:
                                     format_uint(d.item_ids[d.item[sl]]), const_field(",", n), stars]).tobytes())
     _warm([csv, prize])
     step_args = {"dir": str(prize), "cache": str(args.dir / "cache"), "csv": str(csv), "device": args.device}
-    for name in args.steps:
-        result[name] = run_step(name, step_args)
-        print(name, result[name], file=sys.stderr, flush=True)
+    runs = {name: [] for name in args.steps}
+    for _ in range(args.repeat):
+        for name in args.steps:
+            runs[name].append(run_step(name, step_args))
+            print(name, runs[name][-1], file=sys.stderr, flush=True)
+    for name, out in runs.items():
+        result[name] = sorted(out, key=lambda r: r["seconds"])[len(out) // 2]  # the median run
+        result[name]["all_seconds"] = [round(r["seconds"], 2) for r in out]
     if "build_cache" in result:
         result["build_ratings_per_s"] = result["build_cache"]["ratings"] / result["build_cache"]["seconds"]
     if "build_cache" in result and "pandas_csv" in result:

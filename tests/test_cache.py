@@ -36,14 +36,13 @@ def test_failed_build_leaves_nothing_behind(synthetic, tmp_path):
 
 
 def test_interrupted_save_leaves_no_cache(synthetic, tmp_path, monkeypatch):
-    from prizenet.data.prize import PrizeData
+    from prizenet.data.prize import ArrayWriter
 
-    def boom(self, directory):
-        directory.mkdir(parents=True)
-        (directory / "user.npy").write_bytes(b"half")
+    def boom(self, data):  # the training columns are being written; the rest never is
+        (self.directory / "by_user.npy").write_bytes(b"half")
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(PrizeData, "save", boom)
+    monkeypatch.setattr(ArrayWriter, "finish", boom)
     with pytest.raises(KeyboardInterrupt):
         load_prize(synthetic, cache_dir=tmp_path / "c")
     assert list((tmp_path / "c").iterdir()) == []

@@ -18,7 +18,6 @@ import json
 import os
 import shutil
 import tempfile
-import time
 from pathlib import Path
 
 from . import movielens, netflix
@@ -151,11 +150,9 @@ def load_prize(
         data = PrizeData.load(target)
         data.meta["cache"] = str(target)
         return data
-    t0 = time.perf_counter()
     raw = read_raw(path, fmt, holdout, holdout_k, holdout_fraction, seed, columns)
-    data = build(raw)
-    data.meta.update(name=name or path.name, build_seconds=round(time.perf_counter() - t0, 3))
-    publish(target, data.save, replace=rebuild)
+    raw.meta.update(name=name or path.name)
+    publish(target, lambda out: build(raw, out), replace=rebuild)
     data = PrizeData.load(target)
     data.meta["cache"] = str(target)
     return data

@@ -10,9 +10,10 @@ numba's on-disk cache (``cache=True``).
   lines (or qualifying.txt's and probe.txt's shorter ones; a ``\\r`` before each ``\\n``
   is allowed), checking every byte, and stops at the first malformed line; the caller
   names its file and line.
-* :func:`group_by_user`, :func:`sort_segments`, :func:`find_pairs` and :func:`fill_tail`
-  build the user-ordered index and N(u) with a counting sort instead of a comparison sort
-  of 10^8 keys.
+* :func:`group_by_user`, :func:`sort_segments`, :func:`order_pairs` and
+  :func:`match_pairs` build the user-ordered index and N(u), find the probe rows and
+  check the qualifying pairs with counting sorts and merges instead of comparison sorts
+  and searches over 10^8 keys.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ NL, CR, COLON, COMMA, DASH = 10, 13, 58, 44, 45
 
 # parse_blocks' kinds of body line (fastio.FORMS: "train", "qual", "probe") and error codes
 TRAIN, QUAL, PROBE = 0, 1, 2
-OK, MALFORMED, OUT_OF_SCALE, NO_HEADER = 0, 1, 2, 3
+OK, MALFORMED, OUT_OF_SCALE, NO_HEADER, DATE_RANGE = 0, 1, 2, 3, 4
 # The movie of lines before a segment's first header: none (an error) or the previous
 # segment's (a file cut between two reads; the caller fills it in).
 NO_MOVIE, INHERIT = -1, -2
@@ -127,6 +128,8 @@ def parse_blocks(buf, seg_start, seg_end, seg_movie, seg_line, kind, rmin, rmax,
                 if y < year0 or m < 1 or m > 12 or d < 1 or d > 31 or slot >= len(dates) or dates[slot] == INVALID_DATE:
                     return w - out0, MALFORMED, s, ln, lead, cur
                 dv = dates[slot]
+                if dv < -32768 or dv > 32767:  # day is int16: 1880-04-15 to 2059-09-18
+                    return w - out0, DATE_RANGE, s, ln, lead, cur
             if buf[i] == CR:
                 i += 1
             if buf[i] != NL:
@@ -185,10 +188,12 @@ def mark(raw, present):
 
 
 @numba.njit(nogil=True, cache=True)
-def count(ids, out):
-    """``out[i]`` += occurrences of i in ``ids`` (np.bincount without its extra passes)."""
-    for x in ids:
-        out[x] += 1
+def count(ids, cuts, counts, lo, hi):
+    """Occurrences of each id in ``ids[lo:hi]`` into the row of ``counts`` of the range
+    that starts at ``lo`` in ``cuts`` (a bincount per thread, summed by the caller)."""
+    c = counts[np.searchsorted(cuts, lo, side="right") - 1]
+    for k in range(lo, hi):
+        c[ids[k]] += 1
 
 
 @numba.njit(nogil=True, cache=True)
@@ -201,54 +206,75 @@ def map_ids(raw, lut, out, lo, hi):
 BUCKET_BITS = 11  # group_by_user's first pass: 2,048 users a bucket
 
 
-@numba.njit(nogil=True, cache=True)
-def group_by_user(user, item, indptr, nu_indptr, by_user, nu_items, ulo, uhi):
-    """Counting sort of the rows of users [ulo, uhi) by user, stable: ``by_user`` lists each
-    user's rows in row order, and ``nu_items`` gets their items at the head of the user's
-    N(u) slots. Threads given disjoint user ranges (multiples of 2**BUCKET_BITS) each scan
-    every row and write only their own users' slots.
+def group_by_user(user, item, indptr, nu_indptr, by_user, nu_items) -> None:
+    """Counting sort of the rows by user, stable: ``by_user`` lists each user's rows in row
+    order, and ``nu_items`` gets their items at the head of the user's N(u) slots.
 
-    Two passes, as a radix sort: rows go to buckets of 2**BUCKET_BITS users first (a few
-    hundred write streams, which the caches absorb), then each bucket, now a few MB, to its
-    users. One pass straight to 480,189 users' slots misses the cache on every write and
-    takes twice as long.
+    Two passes, as a radix sort, each split over threads: rows go to buckets of
+    2**BUCKET_BITS users first (a few hundred write streams, which the caches absorb;
+    each thread takes a range of rows and its own part of every bucket), then each
+    bucket, now a few MB, to its users (each thread a range of buckets). One pass
+    straight to 480,189 users' slots misses the cache on every write and takes twice as
+    long.
     """
-    n_users = len(indptr) - 1
-    b0 = ulo >> BUCKET_BITS
-    nb = ((uhi - 1) >> BUCKET_BITS) + 1 - b0
-    cur = np.empty(nb, np.int64)
-    for b in range(nb):
-        cur[b] = indptr[min((b + b0) << BUCKET_BITS, n_users)]
-    # Pass 1: row ids to their bucket's range of by_user, in row order.
-    shift = nu_indptr[:-1] - indptr[:-1]
-    for r in range(len(user)):
-        u = user[r]
-        if u < ulo or u >= uhi:
-            continue
-        b = (u >> BUCKET_BITS) - b0
-        k = cur[b]
-        cur[b] = k + 1
+    n, n_users = len(user), len(indptr) - 1
+    first = np.minimum(np.arange(0, n_users + (1 << BUCKET_BITS), 1 << BUCKET_BITS), n_users)  # bucket starts
+    row_cuts = even_cuts(n)
+    counts = np.zeros((len(row_cuts) - 1, len(first) - 1), np.int64)
+    in_threads(_bucket_counts, row_cuts, user, row_cuts, counts)
+    # Thread t's rows of bucket b go after those of threads before it: the sort stays stable.
+    cur = indptr[first[:-1]] + np.cumsum(counts, axis=0) - counts
+    park = nu_indptr[first[:-1]] - indptr[first[:-1]]  # items wait at the same rank in N(u)
+    in_threads(_to_buckets, row_cuts, user, item, row_cuts, cur, park, by_user, nu_items)
+    bucket_cuts = np.searchsorted(indptr[first], even_cuts(n))
+    bucket_cuts[0], bucket_cuts[-1] = 0, len(first) - 1
+    in_threads(_to_users, np.unique(bucket_cuts), user, indptr, nu_indptr, first, park, by_user, nu_items)
+
+
+@numba.njit(nogil=True, cache=True)
+def _bucket_counts(user, cuts, counts, lo, hi):
+    c = counts[np.searchsorted(cuts, lo, side="right") - 1]
+    for r in range(lo, hi):
+        c[user[r] >> BUCKET_BITS] += 1
+
+
+@numba.njit(nogil=True, cache=True)
+def _to_buckets(user, item, cuts, cur, park, by_user, nu_items, lo, hi):
+    """Pass 1 for rows [lo, hi): each row's id to its bucket's range of by_user, and its
+    item to the same rank in the bucket's range of nu_items (which has at least as many
+    slots), where pass 2 reads it back."""
+    c = cur[np.searchsorted(cuts, lo, side="right") - 1]
+    for r in range(lo, hi):
+        b = user[r] >> BUCKET_BITS
+        k = c[b]
+        c[b] = k + 1
         by_user[k] = r
+        nu_items[k + park[b]] = item[r]
+
+
+@numba.njit(nogil=True, cache=True)
+def _to_users(user, indptr, nu_indptr, first, park, by_user, nu_items, b_lo, b_hi):
+    """Pass 2 for buckets [b_lo, b_hi): each bucket's rows to their users; the writes stay
+    inside the bucket's few MB."""
     big = 0
-    for b in range(nb):
-        a = indptr[min((b + b0) << BUCKET_BITS, n_users)]
-        e = indptr[min((b + b0 + 1) << BUCKET_BITS, n_users)]
-        big = max(big, e - a)
-    tmp = np.empty(big, by_user.dtype)
+    for b in range(b_lo, b_hi):
+        big = max(big, indptr[first[b + 1]] - indptr[first[b]])
+    rows = np.empty(big, by_user.dtype)
+    items = np.empty(big, nu_items.dtype)
     cursor = indptr[:-1].copy()
-    # Pass 2: within each bucket, rows to their users (reads of user and item by row
-    # are random, but the writes stay inside the bucket's few MB).
-    for b in range(nb):
-        a = indptr[min((b + b0) << BUCKET_BITS, n_users)]
-        e = indptr[min((b + b0 + 1) << BUCKET_BITS, n_users)]
-        tmp[:e - a] = by_user[a:e]
-        for j in range(e - a):
-            r = tmp[j]
+    shift = nu_indptr[:-1] - indptr[:-1]
+    for b in range(b_lo, b_hi):
+        a = indptr[first[b]]
+        m = indptr[first[b + 1]] - a
+        rows[:m] = by_user[a:a + m]
+        items[:m] = nu_items[a + park[b]:a + park[b] + m]
+        for j in range(m):
+            r = rows[j]
             u = user[r]
             k = cursor[u]
             cursor[u] = k + 1
             by_user[k] = r
-            nu_items[k + shift[u]] = item[r]
+            nu_items[k + shift[u]] = items[j]
 
 
 @numba.njit(nogil=True, cache=True)
@@ -276,34 +302,55 @@ def sort_segments(indptr, nu_indptr, by_user, nu_items):
 
 
 @numba.njit(nogil=True, cache=True)
-def find_pairs(indptr, nu_indptr, nu_items, by_user, users, items, out, lo_k, hi_k):
-    """``out[k]``: the training row of pair (users[k], items[k]), or -1, for k in [lo_k,
-    hi_k): a binary search in the user's item-ordered rows."""
-    for k in range(lo_k, hi_k):
+def order_pairs(users, items, indptr):
+    """The order that sorts (user, item) pairs by user, then item: a counting sort by user
+    (``indptr`` from the pairs' user counts) whose segments are then put in item order
+    (a check only for files listed movie by movie). Returns (order, the position of a
+    repeated pair or -1)."""
+    order = np.empty(len(users), np.int64)
+    cursor = indptr[:-1].copy()
+    for k in range(len(users)):
         u = users[k]
-        a = nu_indptr[u]
-        lo, hi = a, a + indptr[u + 1] - indptr[u]
-        x = items[k]
-        while lo < hi:
-            mid = (lo + hi) >> 1
-            if nu_items[mid] < x:
-                lo = mid + 1
-            else:
-                hi = mid
-        if lo < a + indptr[u + 1] - indptr[u] and nu_items[lo] == x:
-            out[k] = by_user[indptr[u] + lo - a]
-        else:
-            out[k] = -1
+        order[cursor[u]] = k
+        cursor[u] += 1
+    dup = -1
+    for u in range(len(indptr) - 1):
+        a, b = indptr[u], indptr[u + 1]
+        for j in range(a + 1, b):
+            if items[order[j]] <= items[order[j - 1]]:
+                seg = order[a:b].copy()
+                order[a:b] = seg[np.argsort(items[seg], kind="mergesort")]
+                break
+        for j in range(a + 1, b):
+            if items[order[j]] == items[order[j - 1]] and dup < 0:
+                dup = order[j]
+    return order, dup
 
 
 @numba.njit(nogil=True, cache=True)
-def fill_tail(indptr, nu_indptr, nu_items, users, items):
-    """Append ``items`` (in the given order) after each user's training items in N(u)."""
-    cursor = nu_indptr[:-1] + (indptr[1:] - indptr[:-1])
-    for k in range(len(users)):
-        u = users[k]
-        nu_items[cursor[u]] = items[k]
-        cursor[u] += 1
+def match_pairs(indptr, nu_indptr, nu_items, by_user, p_indptr, p_order, p_items, q_indptr, q_order, q_items,
+                probe_rows, q_rows, ulo, uhi):
+    """For users [ulo, uhi), one walk along each user's item-ordered training items and
+    their probe and qualifying pairs (in ``order_pairs`` order): ``probe_rows`` and
+    ``q_rows`` get the training row of each pair, or -1, and the user's qualifying items
+    fill the tail of its N(u) slots."""
+    for u in range(ulo, uhi):
+        a = nu_indptr[u]
+        n = indptr[u + 1] - indptr[u]
+        j = 0
+        for k in range(p_indptr[u], p_indptr[u + 1]):
+            x = p_items[p_order[k]]
+            while j < n and nu_items[a + j] < x:
+                j += 1
+            probe_rows[p_order[k]] = by_user[indptr[u] + j] if j < n and nu_items[a + j] == x else -1
+        j = 0
+        tail = a + n
+        for k in range(q_indptr[u], q_indptr[u + 1]):
+            x = q_items[q_order[k]]
+            while j < n and nu_items[a + j] < x:
+                j += 1
+            q_rows[q_order[k]] = by_user[indptr[u] + j] if j < n and nu_items[a + j] == x else -1
+            nu_items[tail + k - q_indptr[u]] = x
 
 
 @numba.njit(nogil=True, cache=True)

@@ -127,7 +127,8 @@ class _Reader:
 
 
 KINDS = {"train": kernels.TRAIN, "qual": kernels.QUAL, "probe": kernels.PROBE}
-_COLUMNS = {"movie": np.int32, "customer": np.int32, "rating": np.uint8, "day": np.int32, "line": np.int64}
+# day: days since 1970 in 16 bits (1880-2059), half the memory of int32 at 10^8 ratings.
+_COLUMNS = {"movie": np.int32, "customer": np.int32, "rating": np.uint8, "day": np.int16, "line": np.int64}
 _SHORTEST = {"train": 15, "qual": 13, "probe": 2}  # bytes of the shortest body line
 
 
@@ -159,7 +160,8 @@ def _parse_error(reader: _Reader, buf: np.ndarray, segs, kind: str, code: int, a
     nl = np.flatnonzero(buf[at:at + 200] == NL)
     text = bytes(buf[at:at + (nl[0] if nl.size else 200)]).decode("latin-1").rstrip("\r")
     what = {kernels.OUT_OF_SCALE: " (rating outside the scale {}-{})".format(*rating_range),
-            kernels.NO_HEADER: " (a line before the first 'MovieID:' line)"}.get(code, "")
+            kernels.NO_HEADER: " (a line before the first 'MovieID:' line)",
+            kernels.DATE_RANGE: " (dates must lie between 1880-04-15 and 2059-09-18)"}.get(code, "")
     return DataFormatError(f"{reader.names[file_no]}, line {line}: expected 'MovieID:' or '{FORMS[kind]}', "
                            f"got {text!r}{what}")
 

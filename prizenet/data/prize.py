@@ -218,13 +218,8 @@ class PrizeData:
     # -- cache -----------------------------------------------------------------------
     def save(self, directory: Path) -> None:
         """Write every column as .npy plus meta.json into ``directory`` (must not exist)."""
-        directory.mkdir(parents=True)
-        # Largest first, in threads: writing 2 GB into the page cache is CPU work too.
-        names = sorted(ARRAYS, key=lambda n: -getattr(self, n).nbytes)
-        with ThreadPoolExecutor(kernels.THREADS) as pool:
-            for f in [pool.submit(np.save, directory / f"{n}.npy", getattr(self, n), allow_pickle=False) for n in names]:
-                f.result()
-        (directory / "meta.json").write_text(json.dumps(self.meta, indent=1))
+        with ArrayWriter(directory) as out:
+            out.finish(self)
 
     @classmethod
     def load(cls, directory: Path, mmap: bool = True) -> "PrizeData":
@@ -234,6 +229,35 @@ class PrizeData:
         }
         meta = json.loads((directory / "meta.json").read_text())
         return cls(**arrays, meta=meta)
+
+
+class ArrayWriter:
+    """Writes a :class:`PrizeData`'s arrays as NAME.npy into a new folder from background
+    threads, each as soon as it is final: :func:`build` hands over the training columns
+    while it still sorts, so that copying 2 GB into the page cache overlaps the work."""
+
+    def __init__(self, directory: Path):
+        directory.mkdir(parents=True)
+        self.directory = directory
+        self.pool = ThreadPoolExecutor(kernels.THREADS)
+        self.pending: dict = {}
+
+    def put(self, name: str, array: np.ndarray) -> None:
+        self.pending[name] = self.pool.submit(np.save, self.directory / f"{name}.npy", array, allow_pickle=False)
+
+    def finish(self, data: "PrizeData") -> None:
+        """Write every array not put yet (largest first), then meta.json, and wait."""
+        for name in sorted(set(ARRAYS) - set(self.pending), key=lambda n: -getattr(data, n).nbytes):
+            self.put(name, getattr(data, name))
+        for f in self.pending.values():
+            f.result()
+        (self.directory / "meta.json").write_text(json.dumps(data.meta, indent=1))
+
+    def __enter__(self) -> "ArrayWriter":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.pool.shutdown(wait=True)
 
 
 def _star(x: float) -> str:
@@ -267,11 +291,22 @@ def _dense(raw_parts: list[np.ndarray], in_place: bool = False) -> tuple[np.ndar
     return ids, [inverse[a:b].astype(np.int32) for a, b in zip(bounds[:-1], bounds[1:])]
 
 
-def _find_pairs(*args) -> np.ndarray:
-    """kernels.find_pairs over all pairs, in threads."""
-    out = np.empty(len(args[-1]), np.int64)
-    kernels.in_threads(kernels.find_pairs, kernels.even_cuts(len(out)), *args, out)
-    return out
+def _indptr(ids: np.ndarray, n: int) -> np.ndarray:
+    """CSR offsets of ``n`` groups from each row's group id."""
+    cuts = kernels.even_cuts(len(ids))
+    counts = np.zeros((len(cuts) - 1, n), np.int64)
+    kernels.in_threads(kernels.count, cuts, ids, cuts, counts)
+    counts = counts.sum(0)
+    indptr = np.zeros(n + 1, np.int64)
+    np.cumsum(counts, out=indptr[1:])
+    return indptr
+
+
+def _order_pairs(users: np.ndarray, items: np.ndarray, n_users: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """(CSR offsets by user, the order sorting the pairs by user then item, a repeated pair)."""
+    indptr = _indptr(users, n_users)
+    order, dup = kernels.order_pairs(users, items, indptr)
+    return indptr, order, int(dup)
 
 
 def _where(raw: RawPrize, which: str, k: int) -> str:
@@ -282,12 +317,22 @@ def _where(raw: RawPrize, which: str, k: int) -> str:
     return f"{name}, entry {k + 1}"
 
 
-def build(raw: RawPrize) -> PrizeData:
-    """Validate a :class:`RawPrize` and index it into a :class:`PrizeData`.
+def build(raw: RawPrize, out: Path | None = None) -> PrizeData:
+    """Validate a :class:`RawPrize` and index it into a :class:`PrizeData`, saved into the
+    new folder ``out`` when given (see :class:`ArrayWriter`).
 
     The training columns are taken out of ``raw`` (set to None) once they are indexed: at
     Netflix scale that frees 1.3 GB before the sort.
     """
+    if out is not None:
+        with ArrayWriter(out) as writer:
+            data = _build(raw, writer)
+            writer.finish(data)
+        return data
+    return _build(raw, None)
+
+
+def _build(raw: RawPrize, writer: ArrayWriter | None) -> PrizeData:
     lo, hi = raw.rating_scale
     r = np.asarray(raw.train_rating)
     if r.dtype.kind in "iu":  # whole stars (the Netflix files): no float copy of 10^8 ratings
@@ -306,7 +351,10 @@ def build(raw: RawPrize) -> PrizeData:
             f"rating scale [{lo:g}, {hi:g}] in half-star steps ({int(bad.sum())} such ratings)"
         )
     del bad
-    rating_x2 = np.multiply(r, 2, dtype=np.uint8) if r.dtype.kind in "iu" else np.rint(r * 2).astype(np.uint8)
+    if r.dtype == np.uint8 and r.flags.writeable:  # the reader's column, doubled in place
+        rating_x2 = np.multiply(r, 2, out=r)
+    else:
+        rating_x2 = (r * 2).astype(np.uint8) if r.dtype.kind in "iu" else np.rint(r * 2).astype(np.uint8)
 
     days = [np.asarray(raw.train_day), np.asarray(raw.qual_day)]
     first = min((int(d.min()) for d in days if d.size), default=0)
@@ -314,7 +362,9 @@ def build(raw: RawPrize) -> PrizeData:
     last = max((int(d.max()) for d in days if d.size), default=epoch)
     if last - epoch > np.iinfo(np.int16).max:
         raise DataFormatError(f"dates span {last - epoch} days; at most 32767 are supported")
-    day, qual_day = (np.subtract(d, epoch, out=np.empty(d.size, np.int16), casting="unsafe") for d in days)
+    # Days since epoch fit int16 (checked above); the reader's int16 column is reused.
+    day, qual_day = (np.subtract(d, epoch, out=d if d.dtype == np.int16 and d.flags.writeable
+                                 else np.empty(d.size, np.int16), casting="unsafe") for d in days)
     del days, r
 
     # The readers' int32 id columns become the dense ids in place (0.8 GB at Netflix scale).
@@ -322,25 +372,21 @@ def build(raw: RawPrize) -> PrizeData:
     item_ids, (item, probe_item, qual_item) = _dense([raw.train_item, raw.probe_item, raw.qual_item], True)
     n_users, n_items = len(user_ids), len(item_ids)
     raw.train_user = raw.train_item = raw.train_rating = raw.train_day = None
+    if writer is not None:  # final from here on: written while the rest is built
+        for name, col in (("user", user), ("item", item), ("rating_x2", rating_x2), ("day", day)):
+            writer.put(name, col)
 
     # One counting sort by user gives the user grouping and the training part of N(u);
     # each user's rows are then put in item order (already so for files listed movie by
-    # movie), which finds duplicates and lets probe and qualifying pairs be looked up.
-    user_cnt, q_cnt = np.zeros(n_users, np.int64), np.zeros(n_users, np.int64)
-    kernels.count(user, user_cnt)
-    kernels.count(qual_user, q_cnt)
-    user_indptr = np.zeros(n_users + 1, np.int64)
-    np.cumsum(user_cnt, out=user_indptr[1:])
-    nu_indptr = np.zeros(n_users + 1, np.int64)
-    np.cumsum(user_cnt + q_cnt, out=nu_indptr[1:])
-    del user_cnt, q_cnt
+    # movie), which finds duplicates. Probe and qualifying pairs, sorted the same way, are
+    # then matched in one walk along each user's items.
+    user_indptr = _indptr(user, n_users)
+    p_indptr, p_order, p_dup = _order_pairs(probe_user, probe_item, n_users)
+    q_indptr, q_order, _ = _order_pairs(qual_user, qual_item, n_users)
+    nu_indptr = user_indptr + q_indptr  # N(u): u's training items, then its qualifying ones
     by_user = np.empty(len(user), np.int32 if len(user) < 2**31 else np.int64)
     nu_items = np.empty(int(nu_indptr[-1]), np.int32)
-    # Threads take user ranges of about equal rows, cut at group_by_user's buckets.
-    step = 1 << kernels.BUCKET_BITS
-    cuts = np.unique(np.searchsorted(user_indptr, kernels.even_cuts(len(user))) // step * step)
-    cuts = np.append(cuts[cuts < n_users], n_users)
-    kernels.in_threads(kernels.group_by_user, cuts, user, item, user_indptr, nu_indptr, by_user, nu_items)
+    kernels.group_by_user(user, item, user_indptr, nu_indptr, by_user, nu_items)
     dup = kernels.sort_segments(user_indptr, nu_indptr, by_user, nu_items)
     if dup >= 0:
         u, i = user[dup], item[dup]
@@ -348,25 +394,27 @@ def build(raw: RawPrize) -> PrizeData:
             f"user {user_ids[u]} rated item {item_ids[i]} more than once in the training data; "
             f"each (user, item) pair may occur once"
         )
-    probe_rows = _find_pairs(user_indptr, nu_indptr, nu_items, by_user, probe_user, probe_item)
+    if p_dup >= 0:
+        raise DataFormatError(f"{_where(raw, 'probe', p_dup)}: user {raw.probe_user[p_dup]} and movie "
+                              f"{raw.probe_item[p_dup]} are listed more than once")
+    probe_rows = np.empty(len(probe_user), np.int64)
+    q_rows = np.empty(len(qual_user), np.int64)
+    cuts = np.searchsorted(user_indptr, kernels.even_cuts(len(user)))  # users of about equal rows
+    cuts[0], cuts[-1] = 0, n_users
+    kernels.in_threads(kernels.match_pairs, np.unique(cuts), user_indptr, nu_indptr, nu_items, by_user,
+                       p_indptr, p_order, probe_item, q_indptr, q_order, qual_item, probe_rows, q_rows)
     if (probe_rows < 0).any():
         k = int(np.argmax(probe_rows < 0))
         raise DataFormatError(
             f"{_where(raw, 'probe', k)}: user {raw.probe_user[k]} and movie {raw.probe_item[k]} are "
             f"not in the training set; every probe pair must have its rating in training_set"
         )
-    if (np.diff(np.sort(probe_rows)) == 0).any():
-        raise DataFormatError(f"{raw.probe_file}: a (user, movie) pair is listed more than once")
-    clash = _find_pairs(user_indptr, nu_indptr, nu_items, by_user, qual_user, qual_item) >= 0
-    if clash.any():
-        k = int(np.argmax(clash))
+    if (q_rows >= 0).any():
+        k = int(np.argmax(q_rows >= 0))
         raise DataFormatError(
             f"{_where(raw, 'qual', k)}: user {raw.qual_user[k]} and movie {raw.qual_item[k]} also "
             f"have a rating in the training set; qualifying pairs must be withheld from it"
         )
-    # N(u)'s tail: the user's qualifying items, in item order.
-    q_order = np.lexsort((qual_item, qual_user))
-    kernels.fill_tail(user_indptr, nu_indptr, nu_items, qual_user[q_order], qual_item[q_order])
     n_q = len(qual_user)
     qual_rating = (np.full(n_q, np.nan, np.float32) if raw.qual_rating is None
                    else np.asarray(raw.qual_rating, np.float32))

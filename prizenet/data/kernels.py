@@ -206,9 +206,11 @@ def map_ids(raw, lut, out, lo, hi):
 BUCKET_BITS = 11  # group_by_user's first pass: 2,048 users a bucket
 
 
-def group_by_user(user, item, indptr, nu_indptr, by_user, nu_items) -> None:
+def group_by_user(user, item, indptr, nu_indptr, by_user, nu_items, run_starts=None) -> None:
     """Counting sort of the rows by user, stable: ``by_user`` lists each user's rows in row
     order, and ``nu_items`` gets their items at the head of the user's N(u) slots.
+    ``item`` is one per row, or with ``run_starts`` one per run of rows (row
+    ``run_starts[j]`` on; the Netflix files' movie column is 17,770 such runs).
 
     Two passes, as a radix sort, each split over threads: rows go to buckets of
     2**BUCKET_BITS users first (a few hundred write streams, which the caches absorb;
@@ -225,7 +227,9 @@ def group_by_user(user, item, indptr, nu_indptr, by_user, nu_items) -> None:
     # Thread t's rows of bucket b go after those of threads before it: the sort stays stable.
     cur = indptr[first[:-1]] + np.cumsum(counts, axis=0) - counts
     park = nu_indptr[first[:-1]] - indptr[first[:-1]]  # items wait at the same rank in N(u)
-    in_threads(_to_buckets, row_cuts, user, item, row_cuts, cur, park, by_user, nu_items)
+    if run_starts is None:
+        run_starts = np.zeros(0, np.int64)
+    in_threads(_to_buckets, row_cuts, user, item, run_starts, row_cuts, cur, park, by_user, nu_items)
     bucket_cuts = np.searchsorted(indptr[first], even_cuts(n))
     bucket_cuts[0], bucket_cuts[-1] = 0, len(first) - 1
     in_threads(_to_users, np.unique(bucket_cuts), user, indptr, nu_indptr, first, park, by_user, nu_items)
@@ -239,17 +243,24 @@ def _bucket_counts(user, cuts, counts, lo, hi):
 
 
 @numba.njit(nogil=True, cache=True)
-def _to_buckets(user, item, cuts, cur, park, by_user, nu_items, lo, hi):
+def _to_buckets(user, item, run_starts, cuts, cur, park, by_user, nu_items, lo, hi):
     """Pass 1 for rows [lo, hi): each row's id to its bucket's range of by_user, and its
     item to the same rank in the bucket's range of nu_items (which has at least as many
     slots), where pass 2 reads it back."""
     c = cur[np.searchsorted(cuts, lo, side="right") - 1]
+    runs = len(run_starts) > 0
+    j = np.searchsorted(run_starts, lo, side="right") - 1 if runs else 0
+    next_run = run_starts[j + 1] if runs and j + 1 < len(run_starts) else hi
     for r in range(lo, hi):
+        if runs:
+            while r >= next_run:
+                j += 1
+                next_run = run_starts[j + 1] if j + 1 < len(run_starts) else hi
         b = user[r] >> BUCKET_BITS
         k = c[b]
         c[b] = k + 1
         by_user[k] = r
-        nu_items[k + park[b]] = item[r]
+        nu_items[k + park[b]] = item[j] if runs else item[r]
 
 
 @numba.njit(nogil=True, cache=True)

@@ -29,7 +29,7 @@ import numpy as np
 
 from . import kernels
 from .fastio import DATE_TABLE, DATE_YEARS, FORMS, NL, DataFormatError
-from .prize import NETFLIX_EPOCH, RawPrize
+from .prize import NETFLIX_EPOCH, RawPrize, Runs
 
 CHUNK = 32 << 20  # bytes of text per buffer
 PAD = 64  # newlines after a buffer's text: a truncated last line fails its checks there
@@ -142,7 +142,7 @@ class _Columns:
 
     @property
     def capacity(self) -> int:
-        return len(self.cols["movie"])
+        return len(next(iter(self.cols.values())))
 
     def get(self, name: str) -> np.ndarray:
         return self.cols.get(name, self.unused)
@@ -169,9 +169,9 @@ def _parse_error(reader: _Reader, buf: np.ndarray, segs, kind: str, code: int, a
 def read_blocks(files: Iterable[tuple[str, Callable[[], BinaryIO]]], size_hint: int, kind: str = "train",
                 rating_range: tuple[int, int] = (1, 5), keep_lines: bool = False) -> tuple[dict[str, np.ndarray], int]:
     """Parse the ``MovieID:`` blocks of ``files`` ((name, opener) pairs, in order) into
-    columns: movie, customer, and as the kind has them rating (int stars) and day (days
-    since 1970); ``line`` (1-based, in its file) with ``keep_lines``. Returns the columns
-    and the number of files.
+    columns: movie (as :class:`Runs`, one per block), customer, and as the kind has them
+    rating (int stars) and day (days since 1970, int16); ``line`` (1-based, in its file)
+    with ``keep_lines``. Returns the columns and the number of files.
 
     WORKERS threads take turns: one reads the next CHUNK bytes of files into its own
     buffer while the others parse theirs with the compiled tokenizer (which releases the
@@ -181,7 +181,7 @@ def read_blocks(files: Iterable[tuple[str, Callable[[], BinaryIO]]], size_hint: 
     """
     names = ["movie", "customer"] + {"train": ["rating", "day"], "qual": ["day"], "probe": []}[kind]
     names += ["line"] if keep_lines else []
-    out = _Columns(names, size_hint // _SHORTEST[kind] + 1024)
+    out = _Columns(names[1:], size_hint // _SHORTEST[kind] + 1024)  # movie: runs only
     reader = _Reader(files)
     lo, hi = rating_range
     read_lock, cond = threading.Lock(), threading.Condition()
@@ -226,9 +226,12 @@ def read_blocks(files: Iterable[tuple[str, Callable[[], BinaryIO]]], size_hint: 
                     state["rows"] += n
                     state["assigned"] += 1
                     cond.notify_all()
-                for name in names:
+                for name in names[1:]:
                     out.cols[name][off:off + n] = own.cols[name][:n]
-                results[k] = (off, lead, last)
+                m = own.cols["movie"][:n]
+                run = np.flatnonzero(m[1:] != m[:-1]) + 1 if n else np.zeros(0, np.int64)
+                run = np.concatenate([[0], run]) if n else run
+                results[k] = (run + off, m[run].copy(), last)
                 with cond:
                     state["done"] += 1
                     cond.notify_all()
@@ -246,14 +249,20 @@ def read_blocks(files: Iterable[tuple[str, Callable[[], BinaryIO]]], size_hint: 
     if errors:
         raise errors[min(errors)]
     # Rows of a file cut before its next header get the movie the previous buffer ended in.
-    movie = kernels.NO_MOVIE
+    movie, starts, values = kernels.NO_MOVIE, [], []
     for k in sorted(results):
-        off, lead, last = results[k]
-        if lead:
-            out.cols["movie"][off:off + lead] = movie
+        run_starts, run_values, last = results[k]
+        if run_values.size and run_values[0] == kernels.INHERIT:
+            run_values[0] = movie
         if last != kernels.INHERIT:
             movie = last
-    return {k: v[:state["rows"]] for k, v in out.cols.items()}, len(reader.names)
+        starts.append(run_starts)
+        values.append(run_values)
+    rows = state["rows"]
+    cols = {k: v[:rows] for k, v in out.cols.items()}
+    cols["movie"] = Runs(np.concatenate(starts or [np.zeros(0, np.int64)]).astype(np.int64),
+                         np.concatenate(values or [np.zeros(0, np.int32)]).astype(np.int32), rows)
+    return cols, len(reader.names)
 
 
 def _movie_files(directory: Path) -> tuple[list, int]:
@@ -277,7 +286,9 @@ def _tar_members(path: Path) -> Iterator[tuple[str, Callable[[], BinaryIO]]]:
 def read_pairs(path: Path, kind: str) -> dict[str, np.ndarray]:
     """probe.txt (kind 'probe') or qualifying.txt (kind 'qual') with line numbers."""
     size = path.stat().st_size * (4 if path.suffix == ".gz" else 1)
-    return read_blocks([(str(path), partial(_open, path))], size, kind, keep_lines=True)[0]
+    cols = read_blocks([(str(path), partial(_open, path))], size, kind, keep_lines=True)[0]
+    cols["movie"] = cols["movie"].expand()
+    return cols
 
 
 def read_titles(path: Path) -> dict:

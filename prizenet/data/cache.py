@@ -1,6 +1,6 @@
 """Load any supported dataset as a :class:`PrizeData`, through a columnar cache.
 
-The first load parses the text files (minutes for the full Netflix Prize) and writes every
+The first load parses the text files (about 10 s for the full Netflix Prize on two cores) and writes every
 column as ``.npy`` into a cache folder; later loads memory-map those files (about a second).
 The cache key hashes the reader, its options and each source file's path, size and
 modification time, so editing, adding or replacing a source file rebuilds the cache. A build

@@ -1,4 +1,4 @@
-"""Vectorized parsing and formatting of the Netflix Prize text formats.
+"""The Netflix Prize text formats: their line forms, dates, and vectorized formatting.
 
 Every Prize file is a sequence of ``MovieID:`` header lines, each followed by body lines:
 
@@ -7,14 +7,13 @@ Every Prize file is a sequence of ``MovieID:`` header lines, each followed by bo
     qualifying.txt                                CustomerID,YYYY-MM-DD
     submission                                    Prediction   (a decimal number)
 
-Python's per-line loops (or ``str.split``) would create several objects per rating: at
-100M ratings that is minutes and tens of GB. Here a whole buffer of bytes becomes a
-``uint8`` array and newlines are found with one ``flatnonzero``. The rating and the date
-have fixed widths, so they sit at known distances before each ``\n``: one strided gather
-takes every line's last 24 bytes, a transpose makes each byte position a contiguous row,
-and all checks and fields are whole-row operations (dates through a table of every
-(year, month, day)). Variable-width numbers elsewhere (movie ids, probe lines,
-predictions) are accumulated digit by digit over a few vectorized passes.
+The first three are parsed by the compiled tokenizer in :mod:`prizenet.data.kernels`
+(through :func:`prizenet.data.netflix.read_blocks`), with the date table built here.
+Submissions (2.8M predictions) are parsed here with whole-array numpy passes: a buffer of
+bytes becomes a ``uint8`` array, newlines are found with one ``flatnonzero``, and
+variable-width numbers are accumulated digit by digit over a few vectorized passes.
+Writing the formats (submissions, the synthetic generator's files) is vectorized the same
+way. No Python object is made per line.
 
 Errors name the source, the line number and the expected form.
 """
@@ -44,10 +43,7 @@ class Blocks:
     """Body lines of one buffer: the movie of each line plus the kind's fields."""
 
     movie: np.ndarray  # int64, the MovieID of the enclosing block
-    customer: np.ndarray | None = None  # int64
-    rating: np.ndarray | None = None  # uint8, integer stars
-    day: np.ndarray | None = None  # int32, days since 1970-01-01
-    value: np.ndarray | None = None  # float64, for predictions
+    value: np.ndarray | None = None  # float64, the predictions
     line: np.ndarray | None = None  # int64, 1-based line number in its source
 
 
@@ -144,19 +140,6 @@ def _build_date_table() -> np.ndarray:
 DATE_TABLE = _build_date_table()
 
 
-def _date_table(digits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Rows of the 10 bytes YYYY-MM-DD (as digit values) -> (days since 1970, ok)."""
-    rows = digits.astype(np.int32)
-    y = rows[0] * 1000 + rows[1] * 100 + rows[2] * 10 + rows[3]
-    m = rows[5] * 10 + rows[6]
-    dd = rows[8] * 10 + rows[9]
-    ok = (y >= DATE_YEARS[0]) & (y < DATE_YEARS[1]) & (m >= 1) & (m <= 12) & (dd >= 1) & (dd <= 31)
-    slot = np.where(ok, ((y - DATE_YEARS[0]) * 12 + m - 1) * 31 + dd - 1, 0)
-    day = DATE_TABLE[slot]
-    ok &= day != np.iinfo(np.int32).min
-    return day, ok
-
-
 def _decimal(buf: np.ndarray, start: np.ndarray, end: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Non-negative decimals ``D[.DDD]`` (up to 9 digits each side)."""
     length = end - start
@@ -176,19 +159,11 @@ def _decimal(buf: np.ndarray, start: np.ndarray, end: np.ndarray) -> tuple[np.nd
     return value, ok
 
 
-def parse_blocks(
-    buf: np.ndarray,
-    kind: str,
-    sources: Sources,
-    keep_lines: bool = False,
-    movie0: int | None = None,
-    rating_range: tuple[int, int] = (1, 5),
-) -> Blocks:
-    """Parse ``MovieID:`` blocks of body lines of the given kind (see FORMS).
-
-    ``movie0`` is the movie of body lines before the buffer's first header (a file read in
-    chunks); ``rating_range`` bounds the integer stars of training lines.
-    """
+def parse_blocks(buf: np.ndarray, kind: str, sources: Sources, keep_lines: bool = False) -> Blocks:
+    """Parse ``MovieID:`` blocks of prediction lines (``kind`` "pred", a submission file);
+    training, probe and qualifying files go through :func:`prizenet.data.netflix.read_blocks`."""
+    if kind != "pred":
+        raise ValueError(f"parse_blocks reads predictions ('pred'); {kind!r} lines go through netflix.read_blocks")
     ends = np.flatnonzero(buf == NL)
     starts = np.empty_like(ends)
     starts[0] = 0
@@ -204,55 +179,13 @@ def parse_blocks(
         i = h_idx[np.argmin(h_ok)]
         _fail(sources, int(i), kind, buf, starts[i], ends[i], "bad MovieID")
     b_idx = np.flatnonzero(body)
-    if movie0 is None and b_idx.size and (h_idx.size == 0 or b_idx[0] < h_idx[0]):
+    if b_idx.size and (h_idx.size == 0 or b_idx[0] < h_idx[0]):
         i = b_idx[0]
         _fail(sources, int(i), kind, buf, starts[i], ends[i], "a line before the first 'MovieID:' line")
     block = np.searchsorted(h_idx, b_idx, side="right") - 1
-    head = h_val[np.maximum(block, 0)] if h_idx.size else np.zeros(b_idx.size, np.int64)
-    out = Blocks(movie=np.where(block >= 0, head, -1 if movie0 is None else movie0))
+    out = Blocks(movie=h_val[np.maximum(block, 0)] if h_idx.size else np.zeros(b_idx.size, np.int64))
     s, e = starts[b_idx], ends[b_idx]
-    ok = np.ones(b_idx.shape, bool)
-
-    if kind in ("train", "qual"):
-        # The fixed-width tail (",R,YYYY-MM-DD" or ",YYYY-MM-DD") and the customer digits
-        # before it: one gather of each line's last 24 bytes through a strided window, then
-        # one transpose so that every byte position is a contiguous row.
-        tail, width = (13 if kind == "train" else 11), 24
-        cust_w = width - tail
-        padded = np.concatenate([np.full(width, NL, np.uint8), buf])
-        win = np.ascontiguousarray(np.lib.stride_tricks.sliding_window_view(padded, width)[e].T)
-        d = win - np.uint8(ZERO)  # digits become 0..9; every other byte wraps to >= 10
-        length = e - s - tail
-        # Every byte checked at once: digits where digits belong, separators where they do,
-        # anything before a short customer id.
-        valid = d < 10
-        for k in range(cust_w):
-            valid[k] |= length < cust_w - k
-            d[k] *= length >= cust_w - k  # zero what lies before the customer id
-        for j, char in ((cust_w, COMMA), (width - 6, DASH), (width - 3, DASH)) + (
-                ((cust_w + 2, COMMA),) if kind == "train" else ()):
-            valid[j] = win[j] == char
-        ok &= valid.all(axis=0) & (length >= 1) & (length <= cust_w)
-        # float64 is exact below 2**53, and a vector-matrix product is one BLAS call.
-        out.customer = (10.0 ** np.arange(cust_w - 1, -1, -1) @ d[:cust_w].astype(np.float64)).astype(np.int64)
-        out.day, ok_d = _date_table(d[width - 10:])
-        ok &= ok_d
-        if kind == "train":
-            out.rating = d[cust_w + 1]
-            if ok.all():
-                lo, hi = rating_range
-                ok &= (out.rating >= lo) & (out.rating <= hi)
-                if not ok.all():
-                    j = int(np.argmin(ok))
-                    _fail(sources, int(b_idx[j]), kind, buf, s[j], e[j], f"rating outside the scale {lo}-{hi}")
-    elif kind == "probe":
-        out.customer, ok_c = parse_uint(buf, s, e, 10)
-        ok &= ok_c
-    elif kind == "pred":
-        out.value, ok_v = _decimal(buf, s, e)
-        ok &= ok_v
-    else:
-        raise ValueError(f"unknown block kind {kind!r}")
+    out.value, ok = _decimal(buf, s, e)
     if not ok.all():
         j = int(np.argmin(ok))
         _fail(sources, int(b_idx[j]), kind, buf, s[j], e[j])

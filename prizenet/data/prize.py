@@ -364,8 +364,9 @@ def build(raw: RawPrize, out: Path | None = None) -> PrizeData:
     """Validate a :class:`RawPrize` and index it into a :class:`PrizeData`, saved into the
     new folder ``out`` when given (see :class:`ArrayWriter`).
 
-    The training columns are taken out of ``raw`` (set to None) once they are indexed: at
-    Netflix scale that frees 1.3 GB before the sort.
+    The training columns are taken out of ``raw`` (set to None): where their dtypes allow
+    (the Netflix reader's int32 ids, uint8 stars, int16 days), they become the dataset's
+    columns in place, which at 10^8 ratings saves 1.3 GB of fresh memory.
     """
     if out is not None:
         with ArrayWriter(out) as writer:
@@ -410,9 +411,9 @@ def _build(raw: RawPrize, writer: ArrayWriter | None) -> PrizeData:
     last = max((int(d.max()) for d in days if d.size), default=epoch)
     if last - epoch > np.iinfo(np.int16).max:
         raise DataFormatError(f"dates span {last - epoch} days; at most 32767 are supported")
-    # Days since epoch fit int16 (checked above); the reader's int16 column is reused.
-    day, qual_day = (np.subtract(d, epoch, out=d if d.dtype == np.int16 and d.flags.writeable
-                                 else np.empty(d.size, np.int16), casting="unsafe") for d in days)
+    # Days since epoch fit int16 (checked above); the reader's int16 training column is reused.
+    day, qual_day = (np.subtract(d, epoch, out=d if k == 0 and d.dtype == np.int16 and d.flags.writeable
+                                 else np.empty(d.size, np.int16), casting="unsafe") for k, d in enumerate(days))
     del days, r
 
     # The readers' int32 id columns become the dense ids in place (0.8 GB at Netflix scale).

@@ -19,9 +19,9 @@ rating. At 10^8 ratings (2 GB of text) that takes about 3 s on two cores.
 from __future__ import annotations
 
 import gzip
+import os
 import re
 import tarfile
-import os
 import threading
 from functools import partial
 from pathlib import Path
@@ -99,8 +99,8 @@ class _Reader:
             carry, self.carry = self.carry, b""
             if len(carry) >= size - pos:
                 if start == 0:
-                    raise DataFormatError(f"{self.names[-1]}, line {self.lines + 1}: a line longer than {size} bytes; "
-                                          f"expected 'MovieID:' or '{FORMS['train']}'")
+                    raise DataFormatError(f"{self.names[-1]}, line {self.lines + 1}: a line longer than "
+                                          f"{size} bytes; expected 'MovieID:' or a rating line")
                 self.carry = carry  # the next buffer starts with it
                 break
             buf[pos:pos + len(carry)] = np.frombuffer(carry, np.uint8)
@@ -126,6 +126,11 @@ class _Reader:
             pos = cut
             break
         return segs
+
+    def close(self) -> None:
+        if self.f is not None:
+            self.f.close()
+            self.f = None
 
 
 KINDS = {"train": kernels.TRAIN, "qual": kernels.QUAL, "probe": kernels.PROBE}
@@ -193,6 +198,7 @@ def read_blocks(files: Iterable[tuple[str, Callable[[], BinaryIO]]], size_hint: 
 
     def work():
         buf = np.empty(CHUNK + PAD, np.uint8)
+        buf[CHUNK:] = NL
         own = _Columns(names, 0)
         k = None
         try:
@@ -248,6 +254,7 @@ def read_blocks(files: Iterable[tuple[str, Callable[[], BinaryIO]]], size_hint: 
         t.start()
     for t in threads:
         t.join()
+    reader.close()  # open only when a thread failed
     if errors:
         raise errors[min(errors)]
     # Rows of a file cut before its next header get the movie the previous buffer ended in.

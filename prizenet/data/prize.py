@@ -24,8 +24,8 @@ from __future__ import annotations
 import hashlib
 import json
 from concurrent.futures import ThreadPoolExecutor
-from functools import partial
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -266,7 +266,8 @@ class PrizeData:
 class ArrayWriter:
     """Writes a :class:`PrizeData`'s arrays as NAME.npy into a new folder from background
     threads, each as soon as it is final: :func:`build` hands over the training columns
-    while it still sorts, so that copying 2 GB into the page cache overlaps the work."""
+    before it sorts. Writing 2 GB into the page cache is CPU work too; the threads take
+    it where a core is free."""
 
     def __init__(self, directory: Path):
         directory.mkdir(parents=True)

@@ -3,16 +3,17 @@ import io
 import numpy as np
 import pytest
 
-from prizenet.data.fastio import (DataFormatError, Sources, body_lines, block_bytes, civil_from_days,
-                                  const_field, date_field, days_from_civil, fixed_decimal_field,
-                                  format_uint, parse_blocks, to_array)
+from prizenet.data.fastio import (DataFormatError, block_bytes, body_lines, civil_from_days, const_field,
+                                  date_field, days_from_civil, fixed_decimal_field, format_uint,
+                                  parse_predictions, to_array)
 from prizenet.data.netflix import read_blocks
 
 
 def parse(text: bytes, kind: str, **kw):
     """One in-memory file "f.txt": predictions through fastio, the rest through the tokenizer."""
     if kind == "pred":
-        return parse_blocks(to_array(text), kind, Sources.single("f.txt"), **kw)
+        movie, value = parse_predictions(to_array(text), "f.txt")
+        return {"movie": movie, "value": value}
     return files({"f.txt": text}, kind, **kw)
 
 
@@ -38,7 +39,7 @@ def test_probe_qualifying_and_predictions():
     q = parse(b"5:\n10,2005-12-31\n", "qual")
     assert q["customer"].tolist() == [10] and str(q["day"][0].astype("datetime64[D]")) == "2005-12-31"
     v = parse(b"5:\n3.712\n4\n0.5\n", "pred")
-    assert np.allclose(v.value, [3.712, 4, 0.5])
+    assert v["movie"].tolist() == [5, 5, 5] and np.allclose(v["value"], [3.712, 4, 0.5])
 
 
 @pytest.mark.parametrize("text, kind, line, hint", [

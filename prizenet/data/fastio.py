@@ -20,8 +20,6 @@ Errors name the source, the line number and the expected form.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
 NL, CR, COLON, COMMA, DASH, DOT, ZERO = 10, 13, 58, 44, 45, 46, 48
@@ -38,35 +36,6 @@ class DataFormatError(ValueError):
     """A malformed input file; the message names file, line and the expected form."""
 
 
-@dataclass
-class Blocks:
-    """Body lines of one buffer: the movie of each line plus the kind's fields."""
-
-    movie: np.ndarray  # int64, the MovieID of the enclosing block
-    value: np.ndarray | None = None  # float64, the predictions
-    line: np.ndarray | None = None  # int64, 1-based line number in its source
-
-
-class Sources:
-    """Maps a line index of a concatenated buffer back to (file name, line in file)."""
-
-    def __init__(self, names: list[str], first_lines: np.ndarray, line_offsets: np.ndarray | None = None):
-        self.names = names
-        self.first_lines = np.asarray(first_lines, dtype=np.int64)
-        # Lines before this buffer in each file (a file parsed in chunks).
-        self.line_offsets = (
-            np.zeros(len(names), np.int64) if line_offsets is None else np.asarray(line_offsets, np.int64)
-        )
-
-    @classmethod
-    def single(cls, name: str, line_offset: int = 0) -> "Sources":
-        return cls([name], np.zeros(1, np.int64), np.array([line_offset]))
-
-    def locate(self, line_index: int) -> tuple[str, int]:
-        j = int(np.searchsorted(self.first_lines, line_index, side="right") - 1)
-        return self.names[j], int(line_index - self.first_lines[j] + 1 + self.line_offsets[j])
-
-
 def to_array(data: bytes | bytearray | memoryview) -> np.ndarray:
     """A uint8 view of ``data`` with CR removed and a final newline guaranteed."""
     buf = np.frombuffer(data, dtype=np.uint8)
@@ -77,12 +46,11 @@ def to_array(data: bytes | bytearray | memoryview) -> np.ndarray:
     return buf
 
 
-def _fail(sources: Sources, line_index: int, kind: str, buf: np.ndarray, start: int, end: int, what: str = ""):
-    name, line = sources.locate(line_index)
+def _fail(name: str, line_index: int, buf: np.ndarray, start: int, end: int, what: str = ""):
     text = bytes(buf[start:end]).decode("latin-1")
     detail = f" ({what})" if what else ""
     raise DataFormatError(
-        f"{name}, line {line}: expected 'MovieID:' or '{FORMS[kind]}', got {text!r}{detail}"
+        f"{name}, line {line_index + 1}: expected 'MovieID:' or '{FORMS['pred']}', got {text!r}{detail}"
     )
 
 
@@ -159,11 +127,10 @@ def _decimal(buf: np.ndarray, start: np.ndarray, end: np.ndarray) -> tuple[np.nd
     return value, ok
 
 
-def parse_blocks(buf: np.ndarray, kind: str, sources: Sources, keep_lines: bool = False) -> Blocks:
-    """Parse ``MovieID:`` blocks of prediction lines (``kind`` "pred", a submission file);
-    training, probe and qualifying files go through :func:`prizenet.data.netflix.read_blocks`."""
-    if kind != "pred":
-        raise ValueError(f"parse_blocks reads predictions ('pred'); {kind!r} lines go through netflix.read_blocks")
+def parse_predictions(buf: np.ndarray, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """``MovieID:`` blocks of prediction lines (a submission file named ``name``, as
+    :func:`to_array` gives it): (movie id of each prediction, predictions as float64).
+    Training, probe and qualifying files go through :func:`prizenet.data.netflix.read_blocks`."""
     ends = np.flatnonzero(buf == NL)
     starts = np.empty_like(ends)
     starts[0] = 0
@@ -177,21 +144,19 @@ def parse_blocks(buf: np.ndarray, kind: str, sources: Sources, keep_lines: bool 
     h_val, h_ok = parse_uint(buf, starts[h_idx], ends[h_idx] - 1, 9)
     if not h_ok.all():
         i = h_idx[np.argmin(h_ok)]
-        _fail(sources, int(i), kind, buf, starts[i], ends[i], "bad MovieID")
+        _fail(name, int(i), buf, starts[i], ends[i], "bad MovieID")
     b_idx = np.flatnonzero(body)
     if b_idx.size and (h_idx.size == 0 or b_idx[0] < h_idx[0]):
         i = b_idx[0]
-        _fail(sources, int(i), kind, buf, starts[i], ends[i], "a line before the first 'MovieID:' line")
+        _fail(name, int(i), buf, starts[i], ends[i], "a line before the first 'MovieID:' line")
     block = np.searchsorted(h_idx, b_idx, side="right") - 1
-    out = Blocks(movie=h_val[np.maximum(block, 0)] if h_idx.size else np.zeros(b_idx.size, np.int64))
+    movie = h_val[np.maximum(block, 0)] if h_idx.size else np.zeros(b_idx.size, np.int64)
     s, e = starts[b_idx], ends[b_idx]
-    out.value, ok = _decimal(buf, s, e)
+    value, ok = _decimal(buf, s, e)
     if not ok.all():
         j = int(np.argmin(ok))
-        _fail(sources, int(b_idx[j]), kind, buf, s[j], e[j])
-    if keep_lines:
-        out.line = b_idx + 1
-    return out
+        _fail(name, int(b_idx[j]), buf, s[j], e[j])
+    return movie, value
 
 
 def format_uint(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -24,9 +24,9 @@ from concurrent.futures import ThreadPoolExecutor
 import numba
 import numpy as np
 
-THREADS = max(1, min(os.cpu_count() or 1, 8))
+from .fastio import COLON, COMMA, CR, DASH, NL
 
-NL, CR, COLON, COMMA, DASH = 10, 13, 58, 44, 45
+THREADS = max(1, min(os.cpu_count() or 1, 8))
 
 # parse_blocks' kinds of body line (fastio.FORMS: "train", "qual", "probe") and error codes
 TRAIN, QUAL, PROBE = 0, 1, 2
@@ -60,14 +60,13 @@ def parse_blocks(buf, seg_start, seg_end, seg_movie, seg_line, kind, rmin, rmax,
     is not empty) are written where they apply.
 
     ``seg_movie[k]`` is NO_MOVIE when segment k starts a file (body lines before a header
-    are an error) or INHERIT when it continues the previous one (its leading rows get movie
-    INHERIT; the caller knows the movie); ``seg_line[k]`` counts the file's lines before
+    are an error) or INHERIT when it continues the previous one (its rows before the first
+    header get movie INHERIT; the caller knows the movie); ``seg_line[k]`` counts the file's lines before
     it. ``dates`` maps (year - year0, month, day) to days since 1970, or to INVALID_DATE
     for dates that do not exist (fastio's table). Returns (rows written, error code, byte
-    offset and line number of the bad line or -1, leading INHERIT rows, movie at the end).
+    offset and line number of the bad line or -1, movie at the end).
     """
     w = out0
-    lead = 0
     cur = NO_MOVIE
     keep_lines = len(line) > 0
     for k in range(len(seg_start)):
@@ -93,15 +92,15 @@ def parse_blocks(buf, seg_start, seg_end, seg_movie, seg_line, kind, rmin, rmax,
                 if c == CR and buf[i + 1] == NL:
                     i += 2
                     continue
-                return w - out0, MALFORMED, s, ln, lead, cur
+                return w - out0, MALFORMED, s, ln, cur
             if nd > 9:
-                return w - out0, MALFORMED, s, ln, lead, cur
+                return w - out0, MALFORMED, s, ln, cur
             if c == COLON:  # "MovieID:"
                 i += 1
                 if buf[i] == CR:
                     i += 1
                 if buf[i] != NL:
-                    return w - out0, MALFORMED, s, ln, lead, cur
+                    return w - out0, MALFORMED, s, ln, cur
                 i += 1
                 cur = v
                 continue
@@ -110,7 +109,7 @@ def parse_blocks(buf, seg_start, seg_end, seg_movie, seg_line, kind, rmin, rmax,
             if kind != PROBE:
                 if kind == TRAIN:  # ",R"
                     if not (c == COMMA and _digit(buf[i + 1])):
-                        return w - out0, MALFORMED, s, ln, lead, cur
+                        return w - out0, MALFORMED, s, ln, cur
                     r = buf[i + 1] - 48
                     i += 2
                     c = buf[i]
@@ -119,28 +118,26 @@ def parse_blocks(buf, seg_start, seg_end, seg_movie, seg_line, kind, rmin, rmax,
                         and _digit(buf[p + 3]) and buf[p + 4] == DASH and _digit(buf[p + 5])
                         and _digit(buf[p + 6]) and buf[p + 7] == DASH and _digit(buf[p + 8])
                         and _digit(buf[p + 9])):
-                    return w - out0, MALFORMED, s, ln, lead, cur
+                    return w - out0, MALFORMED, s, ln, cur
                 i = p + 10
                 y = (buf[p] - 48) * 1000 + (buf[p + 1] - 48) * 100 + (buf[p + 2] - 48) * 10 + (buf[p + 3] - 48)
                 m = (buf[p + 5] - 48) * 10 + (buf[p + 6] - 48)
                 d = (buf[p + 8] - 48) * 10 + (buf[p + 9] - 48)
                 slot = ((y - year0) * 12 + m - 1) * 31 + d - 1
                 if y < year0 or m < 1 or m > 12 or d < 1 or d > 31 or slot >= len(dates) or dates[slot] == INVALID_DATE:
-                    return w - out0, MALFORMED, s, ln, lead, cur
+                    return w - out0, MALFORMED, s, ln, cur
                 dv = dates[slot]
                 if dv < -32768 or dv > 32767:  # day is int16: 1880-04-15 to 2059-09-18
-                    return w - out0, DATE_RANGE, s, ln, lead, cur
+                    return w - out0, DATE_RANGE, s, ln, cur
             if buf[i] == CR:
                 i += 1
             if buf[i] != NL:
-                return w - out0, MALFORMED, s, ln, lead, cur
+                return w - out0, MALFORMED, s, ln, cur
             i += 1
             if kind == TRAIN and (r < rmin or r > rmax):
-                return w - out0, OUT_OF_SCALE, s, ln, lead, cur
+                return w - out0, OUT_OF_SCALE, s, ln, cur
             if cur == NO_MOVIE:
-                return w - out0, NO_HEADER, s, ln, lead, cur
-            if cur == INHERIT:
-                lead += 1
+                return w - out0, NO_HEADER, s, ln, cur
             movie[w] = cur
             customer[w] = v
             if kind == TRAIN:
@@ -150,7 +147,7 @@ def parse_blocks(buf, seg_start, seg_end, seg_movie, seg_line, kind, rmin, rmax,
             if keep_lines:
                 line[w] = ln
             w += 1
-    return w - out0, OK, -1, -1, lead, cur
+    return w - out0, OK, -1, -1, cur
 
 
 def in_threads(kernel, cuts, *args) -> None:
@@ -169,6 +166,14 @@ def in_threads(kernel, cuts, *args) -> None:
 
 def even_cuts(n: int, parts: int = THREADS) -> np.ndarray:
     return np.linspace(0, n, parts + 1).astype(np.int64)
+
+
+def group_cuts(offsets: np.ndarray) -> np.ndarray:
+    """Cuts of the groups whose rows start at ``offsets`` (CSR offsets, last = row count)
+    into THREADS ranges of about equal rows, for :func:`in_threads`."""
+    cuts = np.searchsorted(offsets, even_cuts(int(offsets[-1])))
+    cuts[0], cuts[-1] = 0, len(offsets) - 1
+    return np.unique(cuts)
 
 
 @numba.njit(nogil=True, cache=True)
@@ -230,9 +235,7 @@ def group_by_user(user, item, indptr, nu_indptr, by_user, nu_items, run_starts=N
     if run_starts is None:
         run_starts = np.zeros(0, np.int64)
     in_threads(_to_buckets, row_cuts, user, item, run_starts, row_cuts, cur, park, by_user, nu_items)
-    bucket_cuts = np.searchsorted(indptr[first], even_cuts(n))
-    bucket_cuts[0], bucket_cuts[-1] = 0, len(first) - 1
-    in_threads(_to_users, np.unique(bucket_cuts), user, indptr, nu_indptr, first, park, by_user, nu_items)
+    in_threads(_to_users, group_cuts(indptr[first]), user, indptr, nu_indptr, first, park, by_user, nu_items)
 
 
 @numba.njit(nogil=True, cache=True)

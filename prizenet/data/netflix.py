@@ -216,7 +216,7 @@ def read_blocks(files: Iterable[tuple[str, Callable[[], BinaryIO]]], size_hint: 
                 bound = int(ends[-1]) // _SHORTEST[kind] + 1
                 if own.capacity < bound:
                     own = _Columns(names, bound)
-                n, code, at, line, lead, last = kernels.parse_blocks(
+                n, code, at, line, last = kernels.parse_blocks(
                     buf, starts, ends, movies, lines, KINDS[kind], lo, hi, DATE_TABLE, DATE_YEARS[0],
                     own.get("movie"), own.get("customer"), own.get("rating"), own.get("day"), own.get("line"), 0)
                 if code != kernels.OK:

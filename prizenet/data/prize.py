@@ -454,9 +454,7 @@ def _build(raw: RawPrize, writer: ArrayWriter | None) -> PrizeData:
                               f"{raw.probe_item[p_dup]} are listed more than once")
     probe_rows = np.empty(len(probe_user), np.int64)
     q_rows = np.empty(len(qual_user), np.int64)
-    cuts = np.searchsorted(user_indptr, kernels.even_cuts(len(user)))  # users of about equal rows
-    cuts[0], cuts[-1] = 0, n_users
-    kernels.in_threads(kernels.match_pairs, np.unique(cuts), user_indptr, nu_indptr, nu_items, by_user,
+    kernels.in_threads(kernels.match_pairs, kernels.group_cuts(user_indptr), user_indptr, nu_indptr, nu_items, by_user,
                        p_indptr, p_order, probe_item, q_indptr, q_order, qual_item, probe_rows, q_rows)
     if (probe_rows < 0).any():
         k = int(np.argmax(probe_rows < 0))

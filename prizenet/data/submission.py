@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .fastio import DataFormatError, Sources, block_bytes, body_lines, fixed_decimal_field, parse_blocks, to_array
+from .fastio import DataFormatError, block_bytes, body_lines, fixed_decimal_field, parse_predictions, to_array
 
 CINEMATCH_QUIZ_RMSE = 0.9514
 
@@ -59,8 +59,7 @@ def read_submission(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     """(movie id of each prediction, predictions) in file order."""
     path = Path(path)
     data = gzip.open(path).read() if path.suffix == ".gz" else path.read_bytes()
-    blocks = parse_blocks(to_array(data), "pred", Sources.single(str(path)))
-    return blocks.movie, blocks.value
+    return parse_predictions(to_array(data), str(path))
 
 
 def write_answers(path: str | Path, movie_ids, customer_ids, dates, ratings, part) -> None:

@@ -39,7 +39,7 @@ def test_interrupted_save_leaves_no_cache(synthetic, tmp_path, monkeypatch):
     from prizenet.data.prize import ArrayWriter
 
     def boom(self, data):  # the training columns are being written; the rest never is
-        (self.directory / "by_user.npy").write_bytes(b"half")
+        (self.directory / "item.npy").write_bytes(b"half")
         raise KeyboardInterrupt
 
     monkeypatch.setattr(ArrayWriter, "finish", boom)

@@ -10,7 +10,7 @@ import pytest
 import prizenet.data.netflix as nf
 from prizenet.data import DataFormatError
 from prizenet.data.fastio import body_lines, block_bytes, const_field, date_field, format_uint
-from prizenet.data.prize import PrizeData, RawPrize, Runs, _save_runs, build
+from prizenet.data.prize import PrizeData, RawPrize, Runs, build
 
 
 def movie_files(rng, n_files=12, per_file=(0, 40)):
@@ -86,7 +86,7 @@ def test_gzipped_and_plain_files_read_alike(tmp_path):
     assert np.array_equal(np.asarray(gz["movie"]), np.asarray(plain["movie"]))
 
 
-def test_runs_expand_index_and_save_like_the_array(tmp_path):
+def test_runs_expand_and_index_like_the_array():
     runs = Runs(np.array([0, 3, 3, 7]), np.array([5, 6, 7, 8], np.int32), 10)
     full = np.array([5, 5, 5, 7, 7, 7, 7, 8, 8, 8], np.int32)
     assert np.array_equal(np.asarray(runs), full) and len(runs) == 10
@@ -96,8 +96,6 @@ def test_runs_expand_index_and_save_like_the_array(tmp_path):
     assert [runs[k] for k in range(10)] == full.tolist() and runs[-1] == 8
     with pytest.raises(IndexError):
         runs[10]
-    _save_runs(tmp_path / "r.npy", runs, rows=3)
-    assert np.array_equal(np.load(tmp_path / "r.npy"), full)
 
 
 def raw_prize(rng, n_users=300, n_items=50, n=4000, sorted_items=False):
@@ -122,18 +120,41 @@ def raw_prize(rng, n_users=300, n_items=50, n=4000, sorted_items=False):
 def test_build_index_matches_a_sort_and_searches(sorted_items):
     raw = raw_prize(np.random.default_rng(3), sorted_items=sorted_items)
     user, item = raw.train_user.copy(), raw.train_item.copy()
+    rating, day = raw.train_rating.copy(), raw.train_day.copy()
     probe = (raw.probe_user.copy(), raw.probe_item.copy())
     qual = (raw.qual_user.copy(), raw.qual_item.copy())
+    first_day = min(day.min(), raw.qual_day.min())
     d = build(raw)
-    assert np.array_equal(d.user_ids[d.user], user) and np.array_equal(d.item_ids[d.item], item)
-    assert np.array_equal(d.by_user, np.lexsort((item, user)))  # by user, then item
+    order = np.lexsort((item, user))  # the rows come out by user, then item
+    assert np.array_equal(d.user_ids[d.user], user[order]) and np.array_equal(d.item_ids[d.item], item[order])
+    assert np.array_equal(d.rating_x2, 2 * rating[order]) and np.array_equal(d.day, day[order] - first_day)
     assert np.array_equal(d.user_indptr, np.concatenate([[0], np.cumsum(np.bincount(d.user, minlength=d.n_users))]))
-    pairs = {(u, i): r for r, (u, i) in enumerate(zip(user, item))}
+    pairs = {(u, i): r for r, (u, i) in enumerate(zip(user[order], item[order]))}
     assert d.probe_rows.tolist() == [pairs[p] for p in zip(*probe)]
     qu, qi = (np.searchsorted(d.user_ids, qual[0]), np.searchsorted(d.item_ids, qual[1]))
     for u in range(d.n_users):
         expect = sorted(d.item[d.user == u]) + sorted(qi[qu == u])
         assert d.nu_items[d.nu_indptr[u]:d.nu_indptr[u + 1]].tolist() == expect
+
+
+def test_user_sort_packs_wide_ratings_into_smaller_buckets():
+    """Ratings of a 0-100 scale take 8 bits of the packed sort key, leaving 9 for the user
+    in its bucket: 3,000 users then span six buckets, each thread a part of them."""
+    rng = np.random.default_rng(6)
+    raw = raw_prize(rng, n_users=3000, n_items=40, n=20000)
+    raw.train_rating = rng.integers(0, 101, len(raw.train_user)).astype(np.uint8)
+    raw.rating_scale = (0.0, 100.0)
+    user, item, rating = raw.train_user.copy(), raw.train_item.copy(), raw.train_rating.copy()
+    d = build(raw)
+    order = np.lexsort((item, user))
+    assert np.array_equal(d.user_ids[d.user], user[order]) and np.array_equal(d.item_ids[d.item], item[order])
+    assert np.array_equal(d.rating_x2, 2 * rating[order])
+
+
+def test_rows_by_item_is_a_stable_sort_by_item():
+    d = build(raw_prize(np.random.default_rng(7)))
+    rows = np.random.default_rng(8).permutation(d.n_ratings)[:1500]
+    assert np.array_equal(d.rows_by_item(rows), rows[np.argsort(d.item[rows], kind="stable")])
 
 
 def test_movie_runs_build_the_same_data_and_cache(tmp_path):
@@ -148,7 +169,7 @@ def test_movie_runs_build_the_same_data_and_cache(tmp_path):
     a = build(plain)
     b = build(runs, tmp_path / "cache")  # written from the runs, read back from the folder
     c = PrizeData.load(tmp_path / "cache")
-    for name in ("user", "item", "rating_x2", "day", "by_user", "probe_rows", "nu_items", "user_ids", "item_ids"):
+    for name in ("user", "item", "rating_x2", "day", "probe_rows", "nu_items", "user_ids", "item_ids"):
         assert np.array_equal(getattr(a, name), getattr(b, name)), name
         assert np.array_equal(getattr(a, name), getattr(c, name)), name
 

@@ -10,8 +10,8 @@ def test_nu_holds_every_item_rated_or_asked(synthetic):
         expect = set(d.item[d.user == u].tolist()) | set(d.qual_item[d.qual_user == u].tolist())
         got = d.nu_items[d.nu_indptr[u]:d.nu_indptr[u + 1]].tolist()
         assert sorted(got) == sorted(expect) and len(got) == len(expect)
-    users = d.user[d.by_user]
-    assert np.all(np.diff(users) >= 0)
+    assert np.all(np.diff(d.user) >= 0)  # rows in user order, then item order
+    assert np.all((np.diff(d.item) > 0) | (np.diff(d.user) > 0))
     assert np.array_equal(np.diff(d.user_indptr), np.bincount(d.user, minlength=d.n_users))
 
 
@@ -55,6 +55,8 @@ def test_duplicates_and_off_scale_ratings_are_refused():
         build(raw(train_user=np.array([1, 1, 2]), train_item=np.array([5, 5, 5])))
     with pytest.raises(DataFormatError, match=r"rating 5.5 .* outside the rating scale \[1, 5\]"):
         build(raw(train_rating=np.array([4.0, 5.5, 5.0])))
+    with pytest.raises(DataFormatError, match=r"rating scale \[-10, 10\]: ratings must lie between 0 and 127.5"):
+        build(raw(rating_scale=(-10.0, 10.0)))
 
 
 def test_day_zero_is_the_first_date_and_ratings_are_exact():

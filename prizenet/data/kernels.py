@@ -10,10 +10,11 @@ numba's on-disk cache (``cache=True``).
   lines (or qualifying.txt's and probe.txt's shorter ones; a ``\\r`` before each ``\\n``
   is allowed), checking every byte, and stops at the first malformed line; the caller
   names its file and line.
-* :func:`group_by_user`, :func:`sort_segments`, :func:`order_pairs` and
-  :func:`match_pairs` build the user-ordered index and N(u), find the probe rows and
-  check the qualifying pairs with counting sorts and merges instead of comparison sorts
-  and searches over 10^8 keys.
+* :func:`sort_by_user`, :func:`sort_segments`, :func:`order_pairs` and
+  :func:`match_pairs` put the training rows in user, then item order, find the probe
+  rows and check the qualifying pairs with counting sorts and merges instead of
+  comparison sorts and searches over 10^8 keys; :func:`implicit_items` lays out N(u)
+  and :func:`group_rows` groups rows by item.
 """
 
 from __future__ import annotations
@@ -208,110 +209,132 @@ def map_ids(raw, lut, out, lo, hi):
         out[k] = lut[raw[k]]
 
 
-BUCKET_BITS = 11  # group_by_user's first pass: 2,048 users a bucket
+@numba.njit(nogil=True, cache=True)
+def last_newline(buf, start, end):
+    """Index after the last newline in ``buf[start:end]``, or ``start`` when there is none."""
+    for i in range(end - 1, start - 1, -1):
+        if buf[i] == NL:
+            return i + 1
+    return start
 
 
-def group_by_user(user, item, indptr, nu_indptr, by_user, nu_items, run_starts=None) -> None:
-    """Counting sort of the rows by user, stable: ``by_user`` lists each user's rows in row
-    order, and ``nu_items`` gets their items at the head of the user's N(u) slots.
-    ``item`` is one per row, or with ``run_starts`` one per run of rows (row
-    ``run_starts[j]`` on; the Netflix files' movie column is 17,770 such runs).
+BUCKET_BITS = 11  # sort_by_user's first pass: up to 2,048 users a bucket
+DAY_BITS = 15  # days since the epoch, 0..32767 (prize.build checks the span)
 
-    Two passes, as a radix sort, each split over threads: rows go to buckets of
-    2**BUCKET_BITS users first (a few hundred write streams, which the caches absorb;
-    each thread takes a range of rows and its own part of every bucket), then each
-    bucket, now a few MB, to its users (each thread a range of buckets). One pass
-    straight to 480,189 users' slots misses the cache on every write and takes twice as
-    long.
+
+def sort_by_user(user, item, rating, day, indptr, out_item, packed, run_starts=None) -> None:
+    """Counting sort of the training columns by user, stable (rows listed movie by movie
+    come out in item order within each user).
+
+    ``user`` (dense ids), ``rating`` and ``day`` are read in row order and, once every row
+    has gone to its bucket, overwritten with the sorted columns; ``item`` (one per row, or
+    with ``run_starts`` one per run of rows from row ``run_starts[j]`` on: the Netflix files'
+    movie column is 17,770 such runs) is written sorted into ``out_item``. ``packed``
+    (uint32, one per row) is scratch.
+
+    Two passes, as a radix sort, each split over threads. Pass 1 sends each row to its
+    bucket of up to 2**BUCKET_BITS users (a few hundred write streams, which the caches
+    absorb; each thread takes a range of rows and its own part of every bucket): its item
+    to ``out_item``, and its user-in-bucket, rating and day packed into one uint32 of
+    ``packed``, at the same place. Pass 2 sends each bucket, now a few MB, to its users
+    (each thread a range of buckets). One pass straight to 480,189 users' places misses
+    the cache on every write and takes twice as long.
     """
     n, n_users = len(user), len(indptr) - 1
-    first = np.minimum(np.arange(0, n_users + (1 << BUCKET_BITS), 1 << BUCKET_BITS), n_users)  # bucket starts
+    rating_bits = max(1, int(rating.max(initial=0)).bit_length())
+    user_bits = min(BUCKET_BITS, 32 - DAY_BITS - rating_bits)
+    first = np.minimum(np.arange(0, n_users + (1 << user_bits), 1 << user_bits), n_users)  # bucket starts
     row_cuts = even_cuts(n)
     counts = np.zeros((len(row_cuts) - 1, len(first) - 1), np.int64)
-    in_threads(_bucket_counts, row_cuts, user, row_cuts, counts)
+    in_threads(_bucket_counts, row_cuts, user, user_bits, row_cuts, counts)
     # Thread t's rows of bucket b go after those of threads before it: the sort stays stable.
     cur = indptr[first[:-1]] + np.cumsum(counts, axis=0) - counts
-    park = nu_indptr[first[:-1]] - indptr[first[:-1]]  # items wait at the same rank in N(u)
     if run_starts is None:
         run_starts = np.zeros(0, np.int64)
-    in_threads(_to_buckets, row_cuts, user, item, run_starts, row_cuts, cur, park, by_user, nu_items)
-    in_threads(_to_users, group_cuts(indptr[first]), user, indptr, nu_indptr, first, park, by_user, nu_items)
+    in_threads(_to_buckets, row_cuts, user, item, run_starts, rating, day, user_bits, rating_bits, row_cuts, cur,
+               out_item, packed)
+    in_threads(_to_users, group_cuts(indptr[first]), indptr, first, user_bits, rating_bits, packed, out_item,
+               user, rating, day)
 
 
 @numba.njit(nogil=True, cache=True)
-def _bucket_counts(user, cuts, counts, lo, hi):
+def _bucket_counts(user, bits, cuts, counts, lo, hi):
     c = counts[np.searchsorted(cuts, lo, side="right") - 1]
     for r in range(lo, hi):
-        c[user[r] >> BUCKET_BITS] += 1
+        c[user[r] >> bits] += 1
 
 
 @numba.njit(nogil=True, cache=True)
-def _to_buckets(user, item, run_starts, cuts, cur, park, by_user, nu_items, lo, hi):
-    """Pass 1 for rows [lo, hi): each row's id to its bucket's range of by_user, and its
-    item to the same rank in the bucket's range of nu_items (which has at least as many
-    slots), where pass 2 reads it back."""
+def _to_buckets(user, item, run_starts, rating, day, user_bits, rating_bits, cuts, cur, out_item, packed, lo, hi):
+    """Pass 1 for rows [lo, hi)."""
     c = cur[np.searchsorted(cuts, lo, side="right") - 1]
     runs = len(run_starts) > 0
     j = np.searchsorted(run_starts, lo, side="right") - 1 if runs else 0
     next_run = run_starts[j + 1] if runs and j + 1 < len(run_starts) else hi
+    mask = (1 << user_bits) - 1
+    shift = DAY_BITS + rating_bits
     for r in range(lo, hi):
         if runs:
             while r >= next_run:
                 j += 1
                 next_run = run_starts[j + 1] if j + 1 < len(run_starts) else hi
-        b = user[r] >> BUCKET_BITS
+        u = user[r]
+        b = u >> user_bits
         k = c[b]
         c[b] = k + 1
-        by_user[k] = r
-        nu_items[k + park[b]] = item[j] if runs else item[r]
+        out_item[k] = item[j] if runs else item[r]
+        packed[k] = (np.uint32(u & mask) << shift) | (np.uint32(rating[r]) << DAY_BITS) | np.uint32(day[r])
 
 
 @numba.njit(nogil=True, cache=True)
-def _to_users(user, indptr, nu_indptr, first, park, by_user, nu_items, b_lo, b_hi):
-    """Pass 2 for buckets [b_lo, b_hi): each bucket's rows to their users; the writes stay
-    inside the bucket's few MB."""
+def _to_users(indptr, first, user_bits, rating_bits, packed, out_item, user, rating, day, b_lo, b_hi):
+    """Pass 2 for buckets [b_lo, b_hi); the writes stay inside the bucket's few MB."""
     big = 0
     for b in range(b_lo, b_hi):
         big = max(big, indptr[first[b + 1]] - indptr[first[b]])
-    rows = np.empty(big, by_user.dtype)
-    items = np.empty(big, nu_items.dtype)
-    cursor = indptr[:-1].copy()
-    shift = nu_indptr[:-1] - indptr[:-1]
+    items = np.empty(big, out_item.dtype)
+    packs = np.empty(big, packed.dtype)
+    cursor = np.empty(1 << user_bits, np.int64)
+    shift = DAY_BITS + rating_bits
+    rating_mask = (1 << rating_bits) - 1
+    day_mask = (1 << DAY_BITS) - 1
     for b in range(b_lo, b_hi):
         a = indptr[first[b]]
         m = indptr[first[b + 1]] - a
-        rows[:m] = by_user[a:a + m]
-        items[:m] = nu_items[a + park[b]:a + park[b] + m]
+        items[:m] = out_item[a:a + m]
+        packs[:m] = packed[a:a + m]
+        for u in range(first[b], first[b + 1]):
+            cursor[u - first[b]] = indptr[u]
+            user[indptr[u]:indptr[u + 1]] = u
         for j in range(m):
-            r = rows[j]
-            u = user[r]
-            k = cursor[u]
-            cursor[u] = k + 1
-            by_user[k] = r
-            nu_items[k + shift[u]] = items[j]
+            p = packs[j]
+            k = cursor[p >> shift]
+            cursor[p >> shift] = k + 1
+            out_item[k] = items[j]
+            rating[k] = (p >> DAY_BITS) & rating_mask
+            day[k] = p & day_mask
 
 
 @numba.njit(nogil=True, cache=True)
-def sort_segments(indptr, nu_indptr, by_user, nu_items):
-    """Order each user's rows by item (files listed item by item are already in order:
-    then this is one check per row). Returns the first row of a repeated (user, item)
-    pair, or -1."""
+def sort_segments(indptr, item, rating, day):
+    """Order each user's rows by item, carrying rating and day (rows listed item by item
+    are in order already: then this is one check per row). Returns the first row of a
+    repeated (user, item) pair, or -1."""
     for u in range(len(indptr) - 1):
         a, b = indptr[u], indptr[u + 1]
-        na = nu_indptr[u]
-        items = nu_items[na:na + b - a]
         ordered = True
-        for j in range(1, b - a):
-            if items[j] <= items[j - 1]:
+        for k in range(a + 1, b):
+            if item[k] <= item[k - 1]:
                 ordered = False
                 break
         if not ordered:
-            order = np.argsort(items, kind="mergesort")
-            by_user[a:b] = by_user[a:b][order]
-            items[:] = items[order]
-            for j in range(1, b - a):
-                if items[j] == items[j - 1]:
-                    return by_user[a + j]
+            order = np.argsort(item[a:b], kind="mergesort")
+            item[a:b] = item[a:b][order]
+            rating[a:b] = rating[a:b][order]
+            day[a:b] = day[a:b][order]
+            for k in range(a + 1, b):
+                if item[k] == item[k - 1]:
+                    return k
     return -1
 
 
@@ -342,35 +365,52 @@ def order_pairs(users, items, indptr):
 
 
 @numba.njit(nogil=True, cache=True)
-def match_pairs(indptr, nu_indptr, nu_items, by_user, p_indptr, p_order, p_items, q_indptr, q_order, q_items,
-                probe_rows, q_rows, ulo, uhi):
-    """For users [ulo, uhi), one walk along each user's item-ordered training items and
+def match_pairs(indptr, item, p_indptr, p_order, p_items, q_indptr, q_order, q_items, probe_rows, q_rows, ulo, uhi):
+    """For users [ulo, uhi), one walk along each user's item-ordered training rows and
     their probe and qualifying pairs (in ``order_pairs`` order): ``probe_rows`` and
-    ``q_rows`` get the training row of each pair, or -1, and the user's qualifying items
-    fill the tail of its N(u) slots."""
+    ``q_rows`` get the training row of each pair, or -1."""
     for u in range(ulo, uhi):
-        a = nu_indptr[u]
-        n = indptr[u + 1] - indptr[u]
-        j = 0
+        a, b = indptr[u], indptr[u + 1]
+        r = a
         for k in range(p_indptr[u], p_indptr[u + 1]):
             x = p_items[p_order[k]]
-            while j < n and nu_items[a + j] < x:
-                j += 1
-            probe_rows[p_order[k]] = by_user[indptr[u] + j] if j < n and nu_items[a + j] == x else -1
-        j = 0
-        tail = a + n
+            while r < b and item[r] < x:
+                r += 1
+            probe_rows[p_order[k]] = r if r < b and item[r] == x else -1
+        r = a
         for k in range(q_indptr[u], q_indptr[u + 1]):
             x = q_items[q_order[k]]
-            while j < n and nu_items[a + j] < x:
-                j += 1
-            q_rows[q_order[k]] = by_user[indptr[u] + j] if j < n and nu_items[a + j] == x else -1
-            nu_items[tail + k - q_indptr[u]] = x
+            while r < b and item[r] < x:
+                r += 1
+            q_rows[q_order[k]] = r if r < b and item[r] == x else -1
 
 
 @numba.njit(nogil=True, cache=True)
-def last_newline(buf, start, end):
-    """Index after the last newline in ``buf[start:end]``, or ``start`` when there is none."""
-    for i in range(end - 1, start - 1, -1):
-        if buf[i] == NL:
-            return i + 1
-    return start
+def implicit_items(indptr, item, q_indptr, q_by_user, q_items, nu_items, ulo, uhi):
+    """N(u) for users [ulo, uhi) into ``nu_items`` (offsets ``indptr + q_indptr``): the
+    user's training items, then its qualifying ones."""
+    for u in range(ulo, uhi):
+        w = indptr[u] + q_indptr[u]
+        for r in range(indptr[u], indptr[u + 1]):
+            nu_items[w] = item[r]
+            w += 1
+        for k in range(q_indptr[u], q_indptr[u + 1]):
+            nu_items[w] = q_items[q_by_user[k]]
+            w += 1
+
+
+@numba.njit(nogil=True, cache=True)
+def group_rows(rows, ids, n_groups):
+    """``rows`` grouped by ``ids[rows]`` (a stable counting sort) and the groups' CSR offsets."""
+    indptr = np.zeros(n_groups + 1, np.int64)
+    for r in rows:
+        indptr[ids[r] + 1] += 1
+    for g in range(n_groups):
+        indptr[g + 1] += indptr[g]
+    cursor = indptr[:-1].copy()
+    out = np.empty(len(rows), rows.dtype)
+    for r in rows:
+        g = ids[r]
+        out[cursor[g]] = r
+        cursor[g] += 1
+    return out, indptr

@@ -142,10 +142,10 @@ class RatingLoader:
         single = resident or len(rows) <= chunk_size
         if pre_shuffle and not single:  # chunks must be random subsets
             rows = rows[permutation(len(rows), seed)]
-        if group_by == "user":  # user-contiguous order from the cache's by_user index
+        if group_by == "user":  # the training rows are stored in user order
             keep = np.zeros(data.n_ratings, bool)
             keep[rows] = True
-            rows = data.by_user[keep[data.by_user]]
+            rows = np.flatnonzero(keep)
         elif group_by == "item":
             rows = data.rows_by_item(rows)
         self.n = len(rows)

@@ -6,14 +6,18 @@ absolute days; :func:`build` turns it into a :class:`PrizeData`:
 * dense contiguous ids (int32) for users and items, the raw ids kept in ``user_ids`` and
   ``item_ids`` (index -> raw id);
 * the training ratings, probe included, as columns ``user, item, rating_x2, day``
-  (``rating_x2`` is twice the rating as uint8, so half stars are exact in one byte);
+  (``rating_x2`` is twice the rating as uint8, so half stars are exact in one byte),
+  sorted by user, then item: user u's rows are ``user_indptr[u]:user_indptr[u + 1]``;
 * ``probe_rows``: the training rows of probe.txt, in probe.txt's order;
 * the qualifying pairs ``qual_user, qual_item, qual_day`` in qualifying.txt's order, and,
   where known (generated splits, synthetic data), their withheld answers ``qual_rating``
   and ``qual_part`` (0 quiz, 1 test);
-* ``by_user`` (training rows sorted by user, then item) with ``user_indptr``, and the CSR
-  ``nu_indptr, nu_items`` of N(u): every item u rated or was asked to rate (training,
-  probe and qualifying), Koren's implicit feedback.
+* ``qual_indptr, qual_by_user``: the qualifying pairs grouped by user (then item), and
+  from them and the training rows the CSR ``nu_indptr, nu_items`` of N(u): every item u
+  rated or was asked to rate (training, probe and qualifying), Koren's implicit feedback.
+  N(u)'s training part is the item column itself, so the cache does not hold it twice:
+  ``nu_items`` is laid out on first use (about 1 s at 10^8 ratings on two cores,
+  most of it fresh memory).
 
 ``day`` counts days since ``epoch``, the dataset's first date (1998-10-01 for Netflix data,
 when Netflix started collecting the ratings).
@@ -25,7 +29,7 @@ import hashlib
 import json
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from functools import partial
+from functools import cached_property, partial
 from pathlib import Path
 
 import numpy as np
@@ -39,7 +43,7 @@ ARRAYS = (
     "user", "item", "rating_x2", "day", "probe_rows",
     "qual_user", "qual_item", "qual_day", "qual_rating", "qual_part",
     "user_ids", "item_ids", "item_title", "item_year",
-    "by_user", "user_indptr", "nu_indptr", "nu_items",
+    "user_indptr", "qual_indptr", "qual_by_user",
 )
 
 
@@ -115,10 +119,9 @@ class PrizeData:
     item_ids: np.ndarray
     item_title: np.ndarray
     item_year: np.ndarray
-    by_user: np.ndarray
     user_indptr: np.ndarray
-    nu_indptr: np.ndarray
-    nu_items: np.ndarray
+    qual_indptr: np.ndarray
+    qual_by_user: np.ndarray
     meta: dict
 
     # -- sizes and views -------------------------------------------------------------
@@ -192,8 +195,23 @@ class PrizeData:
         return np.unique(keys)
 
     def rows_by_item(self, rows: np.ndarray) -> np.ndarray:
-        """``rows`` in item order, stable (Netflix files come item by item: near linear)."""
-        return rows[np.argsort(self.item[rows], kind="stable")]
+        """``rows`` in item order, stable (a counting sort)."""
+        return kernels.group_rows(np.asarray(rows, np.int64), self.item, self.n_items)[0]
+
+    @property
+    def nu_indptr(self) -> np.ndarray:
+        """CSR offsets of N(u) in :attr:`nu_items`."""
+        return self.user_indptr + self.qual_indptr
+
+    @cached_property
+    def nu_items(self) -> np.ndarray:
+        """N(u) of every user: its training items (probe included), then its qualifying
+        ones, each in item order (int32)."""
+        indptr = self.nu_indptr
+        out = np.empty(int(indptr[-1]), np.int32)
+        kernels.in_threads(kernels.implicit_items, kernels.group_cuts(indptr), self.user_indptr, self.item,
+                           self.qual_indptr, self.qual_by_user, self.qual_item, out)
+        return out
 
     def split_id(self) -> str:
         """A fingerprint of the split: the probe and qualifying pairs (raw ids, in file
@@ -265,9 +283,9 @@ class PrizeData:
 
 class ArrayWriter:
     """Writes a :class:`PrizeData`'s arrays as NAME.npy into a new folder from background
-    threads, each as soon as it is final: :func:`build` hands over the training columns
-    before it sorts. Writing 2 GB into the page cache is CPU work too; the threads take
-    it where a core is free."""
+    threads, each as soon as it is final: :func:`build` hands over the sorted training
+    columns before it matches the probe and qualifying pairs. Writing 1 GB into the page
+    cache is CPU work too; the threads take it where a core is free."""
 
     def __init__(self, directory: Path):
         directory.mkdir(parents=True)
@@ -275,9 +293,9 @@ class ArrayWriter:
         self.pool = ThreadPoolExecutor(kernels.THREADS)
         self.pending: dict = {}
 
-    def put(self, name: str, array: np.ndarray | Runs) -> None:
-        save = _save_runs if isinstance(array, Runs) else partial(np.save, allow_pickle=False)
-        self.pending[name] = self.pool.submit(save, self.directory / f"{name}.npy", array)
+    def put(self, name: str, array: np.ndarray) -> None:
+        path = self.directory / f"{name}.npy"
+        self.pending[name] = self.pool.submit(partial(np.save, allow_pickle=False), path, array)
 
     def finish(self, data: "PrizeData") -> None:
         """Write every array not put yet (largest first), then meta.json, and wait."""
@@ -292,16 +310,6 @@ class ArrayWriter:
 
     def __exit__(self, *exc) -> None:
         self.pool.shutdown(wait=True)
-
-
-def _save_runs(path: Path, runs: Runs, rows: int = 1 << 24) -> None:
-    """np.save of ``runs.expand()``, expanded a slice at a time (no 0.4 GB array)."""
-    dtype = runs.values.dtype
-    with open(path, "wb") as f:
-        np.lib.format.write_array_header_1_0(
-            f, {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": (runs.n,)})
-        for a in range(0, runs.n, rows):
-            f.write(runs.expand(a, min(a + rows, runs.n)).tobytes())
 
 
 def _star(x: float) -> str:
@@ -366,19 +374,14 @@ def build(raw: RawPrize, out: Path | None = None) -> PrizeData:
     new folder ``out`` when given (see :class:`ArrayWriter`).
 
     The training columns are taken out of ``raw`` (set to None): where their dtypes allow
-    (the Netflix reader's int32 ids, uint8 stars, int16 days), they become the dataset's
-    columns in place, which at 10^8 ratings saves 1.3 GB of fresh memory.
+    (the Netflix reader's int32 ids, uint8 stars, int16 days), they are sorted into the
+    dataset's columns in place, which at 10^8 ratings saves 0.7 GB of fresh memory.
     """
-    if out is not None:
-        with ArrayWriter(out) as writer:
-            data = _build(raw, writer)
-            writer.finish(data)
-        if isinstance(data.item, Runs):  # written from its runs; read back as the cache is
-            data.item = np.load(out / "item.npy", mmap_mode="r")
-        return data
-    data = _build(raw, None)
-    if isinstance(data.item, Runs):
-        data.item = data.item.expand()
+    if out is None:
+        return _build(raw, None)
+    with ArrayWriter(out) as writer:
+        data = _build(raw, writer)
+        writer.finish(data)
     return data
 
 
@@ -397,10 +400,12 @@ def _build(raw: RawPrize, writer: ArrayWriter | None) -> PrizeData:
     if bad is not None and bad.any():
         k = int(np.argmax(bad))
         raise DataFormatError(
-            f"rating {float(r[k]):g} of user {raw.train_user[k]}, item {raw.train_item[k]} is outside the "
-            f"rating scale [{lo:g}, {hi:g}] in half-star steps ({int(bad.sum())} such ratings)"
+            f"rating {float(r[k]):g} of user {raw.train_user[k]}, item {np.asarray(raw.train_item[k])} is outside "
+            f"the rating scale [{lo:g}, {hi:g}] in half-star steps ({int(bad.sum())} such ratings)"
         )
     del bad
+    if lo < 0 or 2 * hi > np.iinfo(np.uint8).max:  # rating_x2 is one byte
+        raise DataFormatError(f"rating scale [{lo:g}, {hi:g}]: ratings must lie between 0 and 127.5")
     if r.dtype == np.uint8 and r.flags.writeable:  # the reader's column, doubled in place
         rating_x2 = np.multiply(r, 2, out=r)
     else:
@@ -410,8 +415,8 @@ def _build(raw: RawPrize, writer: ArrayWriter | None) -> PrizeData:
     first = min((int(d.min()) for d in days if d.size), default=0)
     epoch = first if raw.epoch is None else min(raw.epoch, first)
     last = max((int(d.max()) for d in days if d.size), default=epoch)
-    if last - epoch > np.iinfo(np.int16).max:
-        raise DataFormatError(f"dates span {last - epoch} days; at most 32767 are supported")
+    if last - epoch >= 1 << kernels.DAY_BITS:
+        raise DataFormatError(f"dates span {last - epoch} days; at most {1 << kernels.DAY_BITS} are supported")
     # Days since epoch fit int16 (checked above); the reader's int16 training column is reused.
     day, qual_day = (np.subtract(d, epoch, out=d if k == 0 and d.dtype == np.int16 and d.flags.writeable
                                  else np.empty(d.size, np.int16), casting="unsafe") for k, d in enumerate(days))
@@ -422,39 +427,35 @@ def _build(raw: RawPrize, writer: ArrayWriter | None) -> PrizeData:
     runs = raw.train_item if isinstance(raw.train_item, Runs) else None
     item_ids, (item, probe_item, qual_item) = _dense(
         [runs.values if runs else raw.train_item, raw.probe_item, raw.qual_item], True)
-    if runs:
-        item = Runs(runs.starts, item, runs.n)
     n_users, n_items = len(user_ids), len(item_ids)
     raw.train_user = raw.train_item = raw.train_rating = raw.train_day = None
+
+    # One counting sort puts the rows in user order, each user's rows then in item order
+    # (already so for files listed movie by movie), which finds repeated pairs. Probe and
+    # qualifying pairs, sorted the same way, are then matched in one walk along each
+    # user's items.
+    user_indptr = _indptr(user, n_users)
+    sorted_item = np.empty(len(user), np.int32)
+    kernels.sort_by_user(user, item, rating_x2, day, user_indptr, sorted_item, np.empty(len(user), np.uint32),
+                         runs.starts if runs else None)
+    item = sorted_item
+    dup = kernels.sort_segments(user_indptr, item, rating_x2, day)
     if writer is not None:  # final from here on: written while the rest is built
         for name, col in (("user", user), ("item", item), ("rating_x2", rating_x2), ("day", day)):
             writer.put(name, col)
-
-    # One counting sort by user gives the user grouping and the training part of N(u);
-    # each user's rows are then put in item order (already so for files listed movie by
-    # movie), which finds duplicates. Probe and qualifying pairs, sorted the same way, are
-    # then matched in one walk along each user's items.
-    user_indptr = _indptr(user, n_users)
-    p_indptr, p_order, p_dup = _order_pairs(probe_user, probe_item, n_users)
-    q_indptr, q_order, _ = _order_pairs(qual_user, qual_item, n_users)
-    nu_indptr = user_indptr + q_indptr  # N(u): u's training items, then its qualifying ones
-    by_user = np.empty(len(user), np.int32 if len(user) < 2**31 else np.int64)
-    nu_items = np.empty(int(nu_indptr[-1]), np.int32)
-    kernels.group_by_user(user, item.values if runs else item, user_indptr, nu_indptr, by_user, nu_items,
-                          item.starts if runs else None)
-    dup = kernels.sort_segments(user_indptr, nu_indptr, by_user, nu_items)
     if dup >= 0:
-        u, i = user[dup], item[dup]
         raise DataFormatError(
-            f"user {user_ids[u]} rated item {item_ids[i]} more than once in the training data; "
+            f"user {user_ids[user[dup]]} rated item {item_ids[item[dup]]} more than once in the training data; "
             f"each (user, item) pair may occur once"
         )
+    p_indptr, p_order, p_dup = _order_pairs(probe_user, probe_item, n_users)
+    q_indptr, q_order, _ = _order_pairs(qual_user, qual_item, n_users)
     if p_dup >= 0:
         raise DataFormatError(f"{_where(raw, 'probe', p_dup)}: user {raw.probe_user[p_dup]} and movie "
                               f"{raw.probe_item[p_dup]} are listed more than once")
     probe_rows = np.empty(len(probe_user), np.int64)
     q_rows = np.empty(len(qual_user), np.int64)
-    kernels.in_threads(kernels.match_pairs, kernels.group_cuts(user_indptr), user_indptr, nu_indptr, nu_items, by_user,
+    kernels.in_threads(kernels.match_pairs, kernels.group_cuts(user_indptr), user_indptr, item,
                        p_indptr, p_order, probe_item, q_indptr, q_order, qual_item, probe_rows, q_rows)
     if (probe_rows < 0).any():
         k = int(np.argmax(probe_rows < 0))
@@ -489,8 +490,7 @@ def _build(raw: RawPrize, writer: ArrayWriter | None) -> PrizeData:
         probe_rows=probe_rows, qual_user=qual_user, qual_item=qual_item, qual_day=qual_day,
         qual_rating=qual_rating, qual_part=qual_part, user_ids=user_ids, item_ids=item_ids,
         item_title=item_title.astype(str), item_year=item_year,
-        by_user=by_user, user_indptr=user_indptr,
-        nu_indptr=nu_indptr, nu_items=nu_items, meta=meta,
+        user_indptr=user_indptr, qual_indptr=q_indptr, qual_by_user=q_order, meta=meta,
     )
 
 

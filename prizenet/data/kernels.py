@@ -399,18 +399,32 @@ def implicit_items(indptr, item, q_indptr, q_by_user, q_items, nu_items, ulo, uh
             w += 1
 
 
-@numba.njit(nogil=True, cache=True)
 def group_rows(rows, ids, n_groups):
-    """``rows`` grouped by ``ids[rows]`` (a stable counting sort) and the groups' CSR offsets."""
+    """``rows`` grouped by ``ids[rows]`` (a stable counting sort, each thread a range of
+    ``rows``) and the groups' CSR offsets."""
+    rows = np.asarray(rows, np.int64)
+    cuts = even_cuts(len(rows))
+    counts = np.zeros((len(cuts) - 1, n_groups), np.int64)
+    in_threads(_count_rows, cuts, rows, ids, cuts, counts)
     indptr = np.zeros(n_groups + 1, np.int64)
-    for r in rows:
-        indptr[ids[r] + 1] += 1
-    for g in range(n_groups):
-        indptr[g + 1] += indptr[g]
-    cursor = indptr[:-1].copy()
-    out = np.empty(len(rows), rows.dtype)
-    for r in rows:
-        g = ids[r]
-        out[cursor[g]] = r
-        cursor[g] += 1
+    np.cumsum(counts.sum(0), out=indptr[1:])
+    cur = indptr[:-1] + np.cumsum(counts, axis=0) - counts  # thread t after threads before it
+    out = np.empty(len(rows), np.int64)
+    in_threads(_scatter_rows, cuts, rows, ids, cuts, cur, out)
     return out, indptr
+
+
+@numba.njit(nogil=True, cache=True)
+def _count_rows(rows, ids, cuts, counts, lo, hi):
+    c = counts[np.searchsorted(cuts, lo, side="right") - 1]
+    for k in range(lo, hi):
+        c[ids[rows[k]]] += 1
+
+
+@numba.njit(nogil=True, cache=True)
+def _scatter_rows(rows, ids, cuts, cur, out, lo, hi):
+    c = cur[np.searchsorted(cuts, lo, side="right") - 1]
+    for k in range(lo, hi):
+        g = ids[rows[k]]
+        out[c[g]] = rows[k]
+        c[g] += 1

@@ -196,7 +196,7 @@ class PrizeData:
 
     def rows_by_item(self, rows: np.ndarray) -> np.ndarray:
         """``rows`` in item order, stable (a counting sort)."""
-        return kernels.group_rows(np.asarray(rows, np.int64), self.item, self.n_items)[0]
+        return kernels.group_rows(rows, self.item, self.n_items)[0]
 
     @property
     def nu_indptr(self) -> np.ndarray:

@@ -71,7 +71,9 @@ def write_answers(path: str | Path, movie_ids, customer_ids, dates, ratings, par
 
 
 def read_answers(path: str | Path) -> pd.DataFrame:
-    frame = pd.read_csv(path, dtype={"movie_id": np.int64, "customer_id": np.int64, "rating": np.float64})
+    # subset as a category: two distinct strings, not 2.8M str objects at Prize scale
+    frame = pd.read_csv(path, dtype={"movie_id": np.int64, "customer_id": np.int64, "rating": np.float64,
+                                     "subset": "category"})
     need = {"movie_id", "customer_id", "rating", "subset"}
     if not need <= set(frame.columns):
         raise DataFormatError(f"{path}: an answer key needs the columns {sorted(need)}, has {list(frame.columns)}")

@@ -387,6 +387,8 @@ def build(raw: RawPrize, out: Path | None = None) -> PrizeData:
 
 def _build(raw: RawPrize, writer: ArrayWriter | None) -> PrizeData:
     lo, hi = raw.rating_scale
+    if lo < 0 or 2 * hi > np.iinfo(np.uint8).max:  # rating_x2 is one byte
+        raise DataFormatError(f"rating scale [{lo:g}, {hi:g}]: ratings must lie between 0 and 127.5")
     r = np.asarray(raw.train_rating)
     if r.dtype.kind in "iu":  # whole stars (the Netflix files): no float copy of 10^8 ratings
         if r.size and lo <= r.min() and r.max() <= hi:
@@ -404,8 +406,6 @@ def _build(raw: RawPrize, writer: ArrayWriter | None) -> PrizeData:
             f"the rating scale [{lo:g}, {hi:g}] in half-star steps ({int(bad.sum())} such ratings)"
         )
     del bad
-    if lo < 0 or 2 * hi > np.iinfo(np.uint8).max:  # rating_x2 is one byte
-        raise DataFormatError(f"rating scale [{lo:g}, {hi:g}]: ratings must lie between 0 and 127.5")
     if r.dtype == np.uint8 and r.flags.writeable:  # the reader's column, doubled in place
         rating_x2 = np.multiply(r, 2, out=r)
     else:

@@ -13,7 +13,7 @@ def test_second_load_reuses_the_cache_memory_mapped(synthetic, monkeypatch):
     monkeypatch.setattr(cache, "read_raw", lambda *a: calls.append(a))
     again = load_prize(synthetic)
     assert calls == [] and again.meta["cache"] == first.meta["cache"]
-    assert isinstance(again.user, np.memmap)
+    assert isinstance(again.item, np.memmap) and isinstance(again.rating_x2, np.memmap)
 
 
 def test_changed_source_file_rebuilds(synthetic):

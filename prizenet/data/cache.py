@@ -25,7 +25,7 @@ from .prize import PrizeData, RawPrize, build
 from .splits import split_table
 from .tabular import read_table
 
-CACHE_VERSION = 3  # 3: training rows in user order; no by_user, N(u) laid out at load
+CACHE_VERSION = 3  # 3: training rows by user (a CSR); no by_user, user or N(u) arrays
 FORMATS = ("auto", "netflix", "netflix_kaggle", "movielens", "csv")
 
 

@@ -226,11 +226,11 @@ def sort_by_user(user, item, rating, day, indptr, out_item, packed, run_starts=N
     """Counting sort of the training columns by user, stable (rows listed movie by movie
     come out in item order within each user).
 
-    ``user`` (dense ids), ``rating`` and ``day`` are read in row order and, once every row
-    has gone to its bucket, overwritten with the sorted columns; ``item`` (one per row, or
+    ``user`` (dense ids), ``rating`` and ``day`` are read in row order; ``rating`` and
+    ``day`` are then overwritten with the sorted columns, and ``item`` (one per row, or
     with ``run_starts`` one per run of rows from row ``run_starts[j]`` on: the Netflix files'
-    movie column is 17,770 such runs) is written sorted into ``out_item``. ``packed``
-    (uint32, one per row) is scratch.
+    movie column is 17,770 such runs) is written sorted into ``out_item``. The sorted
+    users are ``indptr`` itself. ``packed`` (uint32, one per row) is scratch.
 
     Two passes, as a radix sort, each split over threads. Pass 1 sends each row to its
     bucket of up to 2**BUCKET_BITS users (a few hundred write streams, which the caches
@@ -254,7 +254,7 @@ def sort_by_user(user, item, rating, day, indptr, out_item, packed, run_starts=N
     in_threads(_to_buckets, row_cuts, user, item, run_starts, rating, day, user_bits, rating_bits, row_cuts, cur,
                out_item, packed)
     in_threads(_to_users, group_cuts(indptr[first]), indptr, first, user_bits, rating_bits, packed, out_item,
-               user, rating, day)
+               rating, day)
 
 
 @numba.njit(nogil=True, cache=True)
@@ -287,7 +287,7 @@ def _to_buckets(user, item, run_starts, rating, day, user_bits, rating_bits, cut
 
 
 @numba.njit(nogil=True, cache=True)
-def _to_users(indptr, first, user_bits, rating_bits, packed, out_item, user, rating, day, b_lo, b_hi):
+def _to_users(indptr, first, user_bits, rating_bits, packed, out_item, rating, day, b_lo, b_hi):
     """Pass 2 for buckets [b_lo, b_hi); the writes stay inside the bucket's few MB."""
     big = 0
     for b in range(b_lo, b_hi):
@@ -305,7 +305,6 @@ def _to_users(indptr, first, user_bits, rating_bits, packed, out_item, user, rat
         packs[:m] = packed[a:a + m]
         for u in range(first[b], first[b + 1]):
             cursor[u - first[b]] = indptr[u]
-            user[indptr[u]:indptr[u + 1]] = u
         for j in range(m):
             p = packs[j]
             k = cursor[p >> shift]

@@ -5,9 +5,11 @@ absolute days; :func:`build` turns it into a :class:`PrizeData`:
 
 * dense contiguous ids (int32) for users and items, the raw ids kept in ``user_ids`` and
   ``item_ids`` (index -> raw id);
-* the training ratings, probe included, as columns ``user, item, rating_x2, day``
-  (``rating_x2`` is twice the rating as uint8, so half stars are exact in one byte),
-  sorted by user, then item: user u's rows are ``user_indptr[u]:user_indptr[u + 1]``;
+* the training ratings, probe included, as columns ``item, rating_x2, day`` (``rating_x2``
+  is twice the rating as uint8, so half stars are exact in one byte), sorted by user, then
+  item: a CSR matrix whose user u has rows ``user_indptr[u]:user_indptr[u + 1]``. The
+  column ``user`` (each row's user) is laid out from the offsets on first use (0.4 GB at
+  10^8 ratings that the cache need not hold);
 * ``probe_rows``: the training rows of probe.txt, in probe.txt's order;
 * the qualifying pairs ``qual_user, qual_item, qual_day`` in qualifying.txt's order, and,
   where known (generated splits, synthetic data), their withheld answers ``qual_rating``
@@ -40,7 +42,7 @@ from .fastio import DataFormatError, civil_from_days, days_from_civil
 NETFLIX_EPOCH = int(days_from_civil(np.array([1998]), np.array([10]), np.array([1]))[0])
 
 ARRAYS = (
-    "user", "item", "rating_x2", "day", "probe_rows",
+    "item", "rating_x2", "day", "probe_rows",
     "qual_user", "qual_item", "qual_day", "qual_rating", "qual_part",
     "user_ids", "item_ids", "item_title", "item_year",
     "user_indptr", "qual_indptr", "qual_by_user",
@@ -105,7 +107,6 @@ class RawPrize:
 
 @dataclass
 class PrizeData:
-    user: np.ndarray
     item: np.ndarray
     rating_x2: np.ndarray
     day: np.ndarray
@@ -135,7 +136,7 @@ class PrizeData:
 
     @property
     def n_ratings(self) -> int:
-        return len(self.user)
+        return len(self.item)
 
     @property
     def n_days(self) -> int:
@@ -197,6 +198,11 @@ class PrizeData:
     def rows_by_item(self, rows: np.ndarray) -> np.ndarray:
         """``rows`` in item order, stable (a counting sort)."""
         return kernels.group_rows(rows, self.item, self.n_items)[0]
+
+    @cached_property
+    def user(self) -> np.ndarray:
+        """Each training row's user (int32), from ``user_indptr``."""
+        return np.repeat(np.arange(self.n_users, dtype=np.int32), np.diff(self.user_indptr))
 
     @property
     def nu_indptr(self) -> np.ndarray:
@@ -438,18 +444,21 @@ def _build(raw: RawPrize, writer: ArrayWriter | None) -> PrizeData:
     sorted_item = np.empty(len(user), np.int32)
     kernels.sort_by_user(user, item, rating_x2, day, user_indptr, sorted_item, np.empty(len(user), np.uint32),
                          runs.starts if runs else None)
-    item = sorted_item
-    dup = kernels.sort_segments(user_indptr, item, rating_x2, day)
-    if writer is not None:  # final from here on: written while the rest is built
-        for name, col in (("user", user), ("item", item), ("rating_x2", rating_x2), ("day", day)):
-            writer.put(name, col)
+    item, user = sorted_item, None  # the users are the offsets now
+    with ThreadPoolExecutor(3) as pool:  # three single-threaded loops at once
+        dup = pool.submit(kernels.sort_segments, user_indptr, item, rating_x2, day)
+        probe = pool.submit(_order_pairs, probe_user, probe_item, n_users)
+        qual = pool.submit(_order_pairs, qual_user, qual_item, n_users)
+        dup = dup.result()
+        if writer is not None and dup < 0:  # final from here on: written while the rest is built
+            for name, col in (("item", item), ("rating_x2", rating_x2), ("day", day)):
+                writer.put(name, col)
+        (p_indptr, p_order, p_dup), (q_indptr, q_order, _) = probe.result(), qual.result()
     if dup >= 0:
         raise DataFormatError(
-            f"user {user_ids[user[dup]]} rated item {item_ids[item[dup]]} more than once in the training data; "
+            f"user {user_ids[np.searchsorted(user_indptr, dup, side='right') - 1]} rated item {item_ids[item[dup]]} more than once in the training data; "
             f"each (user, item) pair may occur once"
         )
-    p_indptr, p_order, p_dup = _order_pairs(probe_user, probe_item, n_users)
-    q_indptr, q_order, _ = _order_pairs(qual_user, qual_item, n_users)
     if p_dup >= 0:
         raise DataFormatError(f"{_where(raw, 'probe', p_dup)}: user {raw.probe_user[p_dup]} and movie "
                               f"{raw.probe_item[p_dup]} are listed more than once")
@@ -486,7 +495,7 @@ def _build(raw: RawPrize, writer: ArrayWriter | None) -> PrizeData:
         rating_scale=[float(lo), float(hi)],
     )
     return PrizeData(
-        user=user, item=item, rating_x2=rating_x2, day=day,
+        item=item, rating_x2=rating_x2, day=day,
         probe_rows=probe_rows, qual_user=qual_user, qual_item=qual_item, qual_day=qual_day,
         qual_rating=qual_rating, qual_part=qual_part, user_ids=user_ids, item_ids=item_ids,
         item_title=item_title.astype(str), item_year=item_year,

@@ -151,6 +151,19 @@ def test_user_sort_packs_wide_ratings_into_smaller_buckets():
     assert np.array_equal(d.rating_x2, 2 * rating[order])
 
 
+def test_sparse_ids_take_the_sorting_path_and_build_the_same_index():
+    """User ids too sparse for a table of counts (here 10^12 apart) are made dense by a
+    sort instead; the index comes out the same."""
+    table = build(raw_prize(np.random.default_rng(9)))
+    raw = raw_prize(np.random.default_rng(9))
+    for name in ("train_user", "probe_user", "qual_user"):
+        setattr(raw, name, getattr(raw, name).astype(np.int64) * 10**12)
+    sparse = build(raw)
+    assert np.array_equal(sparse.user_ids, table.user_ids.astype(np.int64) * 10**12)
+    for name in ("user", "item", "rating_x2", "day", "probe_rows", "qual_user", "nu_items"):
+        assert np.array_equal(getattr(sparse, name), getattr(table, name)), name
+
+
 def test_rows_by_item_is_a_stable_sort_by_item():
     d = build(raw_prize(np.random.default_rng(7)))
     rows = np.random.default_rng(8).permutation(d.n_ratings)[:1500]

@@ -165,6 +165,17 @@ def in_threads(kernel, cuts, *args) -> None:
             f.result()
 
 
+def on_slices(kernel, array, *args) -> list:
+    """``kernel(slice, *args)`` for THREADS slices of ``array``, one thread each: the
+    results in slice order."""
+    cuts = even_cuts(len(array))
+    slices = [array[a:b] for a, b in zip(cuts[:-1], cuts[1:]) if b > a]
+    if len(slices) <= 1:
+        return [kernel(sl, *args) for sl in slices]
+    with ThreadPoolExecutor(len(slices)) as pool:
+        return list(pool.map(lambda sl: kernel(sl, *args), slices))
+
+
 def even_cuts(n: int, parts: int = THREADS) -> np.ndarray:
     return np.linspace(0, n, parts + 1).astype(np.int64)
 
@@ -189,6 +200,8 @@ def id_range(raw):
 
 @numba.njit(nogil=True, cache=True)
 def mark(raw, present):
+    """``present[x] = True`` for each x in ``raw`` (threads may mark the same table: they
+    only ever write True)."""
     for x in raw:
         present[x] = True
 
@@ -222,15 +235,17 @@ BUCKET_BITS = 11  # sort_by_user's first pass: up to 2,048 users a bucket
 DAY_BITS = 15  # days since the epoch, 0..32767 (prize.build checks the span)
 
 
-def sort_by_user(user, item, rating, day, indptr, out_item, packed, run_starts=None) -> None:
+def sort_by_user(user, counts, item, rating, day, indptr, out_item, packed, run_starts=None) -> None:
     """Counting sort of the training columns by user, stable (rows listed movie by movie
     come out in item order within each user).
 
-    ``user`` (dense ids), ``rating`` and ``day`` are read in row order; ``rating`` and
-    ``day`` are then overwritten with the sorted columns, and ``item`` (one per row, or
-    with ``run_starts`` one per run of rows from row ``run_starts[j]`` on: the Netflix files'
-    movie column is 17,770 such runs) is written sorted into ``out_item``. The sorted
-    users are ``indptr`` itself. ``packed`` (uint32, one per row) is scratch.
+    ``user`` holds dense ids; ``counts[t, u]`` counts user u's rows in thread range t of
+    ``even_cuts(len(user), len(counts))`` and ``indptr`` their CSR offsets. ``user``,
+    ``rating`` and ``day`` are read in row order; ``rating`` and ``day`` are then
+    overwritten with the sorted columns, and ``item`` (one per row, or with ``run_starts``
+    one per run of rows from row ``run_starts[j]`` on: the Netflix files' movie column is
+    17,770 such runs) is written sorted into ``out_item``. The sorted users are ``indptr``
+    itself. ``packed`` (uint32, one per row) is scratch.
 
     Two passes, as a radix sort, each split over threads. Pass 1 sends each row to its
     bucket of up to 2**BUCKET_BITS users (a few hundred write streams, which the caches
@@ -244,24 +259,18 @@ def sort_by_user(user, item, rating, day, indptr, out_item, packed, run_starts=N
     rating_bits = max(1, int(rating.max(initial=0)).bit_length())
     user_bits = min(BUCKET_BITS, 32 - DAY_BITS - rating_bits)
     first = np.minimum(np.arange(0, n_users + (1 << user_bits), 1 << user_bits), n_users)  # bucket starts
-    row_cuts = even_cuts(n)
-    counts = np.zeros((len(row_cuts) - 1, len(first) - 1), np.int64)
-    in_threads(_bucket_counts, row_cuts, user, user_bits, row_cuts, counts)
+    row_cuts = even_cuts(n, len(counts))
+    cum = np.zeros((len(counts), n_users + 1), np.int64)
+    np.cumsum(counts, axis=1, out=cum[:, 1:])
+    in_bucket = cum[:, first[1:]] - cum[:, first[:-1]]  # rows of each thread range in each bucket
     # Thread t's rows of bucket b go after those of threads before it: the sort stays stable.
-    cur = indptr[first[:-1]] + np.cumsum(counts, axis=0) - counts
+    cur = indptr[first[:-1]] + np.cumsum(in_bucket, axis=0) - in_bucket
     if run_starts is None:
         run_starts = np.zeros(0, np.int64)
-    in_threads(_to_buckets, row_cuts, user, item, run_starts, rating, day, user_bits, rating_bits, row_cuts, cur,
-               out_item, packed)
+    in_threads(_to_buckets, row_cuts, user, item, run_starts, rating, day, user_bits, rating_bits, row_cuts,
+               cur, out_item, packed)
     in_threads(_to_users, group_cuts(indptr[first]), indptr, first, user_bits, rating_bits, packed, out_item,
                rating, day)
-
-
-@numba.njit(nogil=True, cache=True)
-def _bucket_counts(user, bits, cuts, counts, lo, hi):
-    c = counts[np.searchsorted(cuts, lo, side="right") - 1]
-    for r in range(lo, hi):
-        c[user[r] >> bits] += 1
 
 
 @numba.njit(nogil=True, cache=True)

@@ -328,13 +328,13 @@ def _dense(raw_parts: list[np.ndarray], in_place: bool = False) -> tuple[np.ndar
     parts = [np.asarray(p) for p in raw_parts]
     sizes = [p for p in parts if p.size]
     if sizes and all(p.dtype.kind in "iu" for p in parts):
-        ranges = [kernels.id_range(p) for p in sizes]
+        ranges = [r for p in sizes for r in kernels.on_slices(kernels.id_range, p)]
         top = max(int(hi) for _, hi in ranges)
         if min(int(lo) for lo, _ in ranges) >= 0 and top < 64 * sum(p.size for p in parts) + 2**20:
             # Bounded non-negative ints (Netflix customer ids < 2.7M): a lookup table, no sort.
             present = np.zeros(top + 1, bool)
             for p in sizes:
-                kernels.mark(p, present)
+                kernels.on_slices(kernels.mark, p, present)
             ids = np.flatnonzero(present)
             lut = np.cumsum(present, dtype=np.int32) - 1  # int32: a smaller table stays in cache
             out = []
@@ -349,14 +349,18 @@ def _dense(raw_parts: list[np.ndarray], in_place: bool = False) -> tuple[np.ndar
     return ids, [inverse[a:b].astype(np.int32) for a, b in zip(bounds[:-1], bounds[1:])]
 
 
-def _indptr(ids: np.ndarray, n: int) -> np.ndarray:
-    """CSR offsets of ``n`` groups from each row's group id."""
+def _thread_counts(ids: np.ndarray, n: int) -> np.ndarray:
+    """Occurrences of each of ``n`` group ids in each thread range of ``even_cuts``."""
     cuts = kernels.even_cuts(len(ids))
     counts = np.zeros((len(cuts) - 1, n), np.int64)
     kernels.in_threads(kernels.count, cuts, ids, cuts, counts)
-    counts = counts.sum(0)
+    return counts
+
+
+def _indptr(ids: np.ndarray, n: int) -> np.ndarray:
+    """CSR offsets of ``n`` groups from each row's group id."""
     indptr = np.zeros(n + 1, np.int64)
-    np.cumsum(counts, out=indptr[1:])
+    np.cumsum(_thread_counts(ids, n).sum(0), out=indptr[1:])
     return indptr
 
 
@@ -440,10 +444,12 @@ def _build(raw: RawPrize, writer: ArrayWriter | None) -> PrizeData:
     # (already so for files listed movie by movie), which finds repeated pairs. Probe and
     # qualifying pairs, sorted the same way, are then matched in one walk along each
     # user's items.
-    user_indptr = _indptr(user, n_users)
+    user_counts = _thread_counts(user, n_users)
+    user_indptr = np.zeros(n_users + 1, np.int64)
+    np.cumsum(user_counts.sum(0), out=user_indptr[1:])
     sorted_item = np.empty(len(user), np.int32)
-    kernels.sort_by_user(user, item, rating_x2, day, user_indptr, sorted_item, np.empty(len(user), np.uint32),
-                         runs.starts if runs else None)
+    kernels.sort_by_user(user, user_counts, item, rating_x2, day, user_indptr, sorted_item,
+                         np.empty(len(user), np.uint32), runs.starts if runs else None)
     item, user = sorted_item, None  # the users are the offsets now
     with ThreadPoolExecutor(3) as pool:  # three single-threaded loops at once
         dup = pool.submit(kernels.sort_segments, user_indptr, item, rating_x2, day)

@@ -18,7 +18,7 @@ absolute days; :func:`build` turns it into a :class:`PrizeData`:
   from them and the training rows the CSR ``nu_indptr, nu_items`` of N(u): every item u
   rated or was asked to rate (training, probe and qualifying), Koren's implicit feedback.
   N(u)'s training part is the item column itself, so the cache does not hold it twice:
-  ``nu_items`` is laid out on first use (about 1 s at 10^8 ratings on two cores,
+  ``nu_items`` is laid out on first use (1-1.5 s at 10^8 ratings on two cores,
   most of it fresh memory).
 
 ``day`` counts days since ``epoch``, the dataset's first date (1998-10-01 for Netflix data,

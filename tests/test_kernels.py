@@ -152,8 +152,8 @@ def test_user_sort_packs_wide_ratings_into_smaller_buckets():
 
 
 def test_sparse_ids_take_the_sorting_path_and_build_the_same_index():
-    """User ids too sparse for a table of counts (here 10^12 apart) are made dense by a
-    sort instead; the index comes out the same."""
+    """User ids too sparse for a lookup table (here 10^12 apart) are made dense by a sort
+    instead; the index comes out the same."""
     table = build(raw_prize(np.random.default_rng(9)))
     raw = raw_prize(np.random.default_rng(9))
     for name in ("train_user", "probe_user", "qual_user"):

@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from ..data import Batch
-from .svdpp import implicit_sum, numba, user_bounds, users_of
+from .svdpp import implicit_buffer, implicit_sum, numba, user_bounds, users_of
 from .tables import SparseTable
 from .timebaseline import TimeBaseline
 
@@ -45,8 +45,8 @@ class TimeSVDpp(nn.Module):
         # The time-aware baseline b_ui(t), with its own settings (lr_bu, ..., reg_cut).
         self.baseline = TimeBaseline(n_users, n_items, mu, n_days, user_mean_day, user_day_keys, n_bins, beta,
                                      **baseline)
-        self.register_buffer("nu_indptr", torch.from_numpy(np.array(nu_indptr, np.int64)), persistent=False)
-        self.register_buffer("nu_items", torch.from_numpy(np.array(nu_items, np.int32)), persistent=False)
+        self.register_buffer("nu_indptr", implicit_buffer(nu_indptr, np.int64), persistent=False)
+        self.register_buffer("nu_items", implicit_buffer(nu_items, np.int32), persistent=False)
         self.pu = SparseTable(n_users, n_factors, lr_pu, reg_pu, init_std, index="user")
         self.alpha_p = SparseTable(n_users, n_factors, lr_alpha_p, reg_alpha_p, index="user")
         self.qi = SparseTable(n_items, n_factors, lr_qi, reg_qi, init_std, index="item")

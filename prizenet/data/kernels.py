@@ -378,19 +378,19 @@ def match_pairs(indptr, item, p_indptr, p_order, p_items, q_indptr, q_order, q_i
     their probe and qualifying pairs (in ``order_pairs`` order): ``probe_rows`` and
     ``q_rows`` get the training row of each pair, or -1."""
     for u in range(ulo, uhi):
-        a, b = indptr[u], indptr[u + 1]
-        r = a
-        for k in range(p_indptr[u], p_indptr[u + 1]):
-            x = p_items[p_order[k]]
-            while r < b and item[r] < x:
-                r += 1
-            probe_rows[p_order[k]] = r if r < b and item[r] == x else -1
-        r = a
-        for k in range(q_indptr[u], q_indptr[u + 1]):
-            x = q_items[q_order[k]]
-            while r < b and item[r] < x:
-                r += 1
-            q_rows[q_order[k]] = r if r < b and item[r] == x else -1
+        _match_user(item, indptr[u], indptr[u + 1], p_indptr[u], p_indptr[u + 1], p_order, p_items, probe_rows)
+        _match_user(item, indptr[u], indptr[u + 1], q_indptr[u], q_indptr[u + 1], q_order, q_items, q_rows)
+
+
+@numba.njit(nogil=True, cache=True)
+def _match_user(item, a, b, k0, k1, order, items, rows):
+    """Merge the pairs ``order[k0:k1]`` (item-ordered) into training rows [a, b)."""
+    r = a
+    for k in range(k0, k1):
+        x = items[order[k]]
+        while r < b and item[r] < x:
+            r += 1
+        rows[order[k]] = r if r < b and item[r] == x else -1
 
 
 @numba.njit(nogil=True, cache=True)

@@ -275,9 +275,14 @@ def read_blocks(files: Iterable[tuple[str, Callable[[], BinaryIO]]], size_hint: 
 
 
 def _movie_files(directory: Path) -> tuple[list, int]:
-    entries = sorted((e.name, e.path, e.stat().st_size * (4 if e.name.endswith(".gz") else 1))
+    entries = sorted((e.name, e.path, _text_bytes(e.name, e.stat().st_size))
                      for e in os.scandir(directory) if re.fullmatch(r"mv_\d+\.txt(\.gz)?", e.name))
     return [(path, partial(_open, path)) for _, path, _ in entries], sum(size for *_, size in entries)
+
+
+def _text_bytes(name: str, size: int) -> int:
+    """About how many bytes of text a file of ``size`` bytes holds (gzip: 4x, for sizing)."""
+    return size * 4 if name.endswith(".gz") else size
 
 
 def _open(path: str | Path) -> BinaryIO:
@@ -294,7 +299,7 @@ def _tar_members(path: Path) -> Iterator[tuple[str, Callable[[], BinaryIO]]]:
 
 def read_pairs(path: Path, kind: str) -> dict[str, np.ndarray]:
     """probe.txt (kind 'probe') or qualifying.txt (kind 'qual') with line numbers."""
-    size = path.stat().st_size * (4 if path.suffix == ".gz" else 1)
+    size = _text_bytes(path.name, path.stat().st_size)
     cols = read_blocks([(str(path), partial(_open, path))], size, kind, keep_lines=True)[0]
     cols["movie"] = cols["movie"].expand()
     return cols
@@ -363,7 +368,7 @@ def read_netflix(root: str | Path) -> RawPrize:
     if (root / "training_set").is_dir():
         columns, n = read_blocks(*_movie_files(root / "training_set"))
     elif (tar := find(root, "training_set.tar")) is not None:
-        columns, n = read_blocks(_tar_members(tar), tar.stat().st_size * (4 if tar.suffix == ".gz" else 1))
+        columns, n = read_blocks(_tar_members(tar), _text_bytes(tar.name, tar.stat().st_size))
     else:
         raise missing(root, "netflix", "training_set/ folder or training_set.tar")
     if n == 0:
@@ -377,7 +382,7 @@ def read_netflix_kaggle(root: str | Path) -> RawPrize:
     paths = [p for k in range(1, 5) if (p := find(root, f"combined_data_{k}.txt"))]
     if not paths:
         raise missing(root, "netflix_kaggle", "combined_data_N.txt files")
-    size = sum(p.stat().st_size * (4 if p.suffix == ".gz" else 1) for p in paths)
+    size = sum(_text_bytes(p.name, p.stat().st_size) for p in paths)
     columns, _ = read_blocks([(str(p), partial(_open, p)) for p in paths], size)
     return _assemble(root, "netflix_kaggle", columns, "movie_titles.csv")
 

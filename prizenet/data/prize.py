@@ -197,7 +197,11 @@ class PrizeData:
 
     def rows_by_item(self, rows: np.ndarray) -> np.ndarray:
         """``rows`` in item order, stable (a counting sort)."""
-        return kernels.group_rows(rows, self.item, self.n_items)[0]
+        return self.item_groups(rows)[0]
+
+    def item_groups(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(``rows`` in item order, the items' CSR offsets into it)."""
+        return kernels.group_rows(rows, self.item, self.n_items)
 
     @cached_property
     def user(self) -> np.ndarray:
@@ -357,11 +361,16 @@ def _thread_counts(ids: np.ndarray, n: int) -> np.ndarray:
     return counts
 
 
+def _offsets(counts: np.ndarray) -> np.ndarray:
+    """CSR offsets of groups of ``counts`` rows."""
+    indptr = np.zeros(len(counts) + 1, np.int64)
+    np.cumsum(counts, out=indptr[1:])
+    return indptr
+
+
 def _indptr(ids: np.ndarray, n: int) -> np.ndarray:
     """CSR offsets of ``n`` groups from each row's group id."""
-    indptr = np.zeros(n + 1, np.int64)
-    np.cumsum(_thread_counts(ids, n).sum(0), out=indptr[1:])
-    return indptr
+    return _offsets(_thread_counts(ids, n).sum(0))
 
 
 def _order_pairs(users: np.ndarray, items: np.ndarray, n_users: int) -> tuple[np.ndarray, np.ndarray, int]:
@@ -446,8 +455,7 @@ def _build(raw: RawPrize, writer: ArrayWriter | None) -> PrizeData:
     # qualifying pairs, sorted the same way, are then matched in one walk along each
     # user's items.
     user_counts = _thread_counts(user, n_users)
-    user_indptr = np.zeros(n_users + 1, np.int64)
-    np.cumsum(user_counts.sum(0), out=user_indptr[1:])
+    user_indptr = _offsets(user_counts.sum(0))
     sorted_item = np.empty(len(user), np.int32)
     kernels.sort_by_user(user, user_counts, item, rating_x2, day, user_indptr, sorted_item,
                          np.empty(len(user), np.uint32), runs.starts if runs else None)

@@ -38,9 +38,7 @@ def model_inputs(target, data: PrizeData, rows: np.ndarray) -> dict:
 
     @cache
     def by_item():
-        order = data.rows_by_item(rows)
-        indptr = np.zeros(data.n_items + 1, np.int64)
-        np.cumsum(np.bincount(data.item[order], minlength=data.n_items), out=indptr[1:])
+        order, indptr = data.item_groups(rows)
         return indptr, data.user[order], data.rating_x2[order] * np.float32(0.5)
 
     offered = {

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import sys
 import time
 from pathlib import Path
 
@@ -31,48 +32,75 @@ from omegaconf import DictConfig, OmegaConf
 from torch.utils.tensorboard import SummaryWriter
 from tqdm.auto import tqdm
 
+from prizenet.config import check_config
 from prizenet.data import Batch, PrizeData, RatingLoader, write_submission
 from prizenet.models import model_inputs
 from prizenet.models.tables import recording, zero_unseen
 from prizenet.optim import RowOptimizer
-from prizenet.training import (check_finite, find_checkpoint, flat_hparams, log_histograms, pick_device, predict,
-                               rmse, save_checkpoint, save_npy, write_json)
+from prizenet.training import (check_finite, claim_run_dir, config_diff, find_checkpoint, flat_hparams,
+                               load_checkpoint, load_weights, log_histograms, pick_device, predict, rmse,
+                               save_checkpoint, save_npy, write_json, write_run_config)
 
 log = logging.getLogger("prizenet")
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg: DictConfig) -> float:
-    return train(cfg, Path(HydraConfig.get().runtime.output_dir))["probe_rmse"]
+    hc = HydraConfig.get()
+    out = Path(hc.runtime.output_dir)
+    try:
+        return train(cfg, out, hydra_cfg=hc)["probe_rmse"]
+    except KeyboardInterrupt:  # Ctrl-C: no traceback, and how to continue
+        last = out / "checkpoints" / "last.pt"
+        if last.is_file():
+            kept = [o for o in hc.overrides.task if not o.startswith(("trainer.resume=", "hydra.run.dir="))]
+            log.error("interrupted; every finished epoch is in %s. Continue with:\n  python train.py %s", last,
+                      " ".join([*kept, f"trainer.resume={out}", f"hydra.run.dir={out}"]))
+        else:
+            log.error("interrupted before the first epoch finished; nothing to resume in %s", out)
+        sys.exit(130)
 
 
-def train(cfg: DictConfig, out: Path) -> dict:
+def train(cfg: DictConfig, out: Path, hydra_cfg: DictConfig | None = None) -> dict:
+    """One run into folder ``out``; ``hydra_cfg`` (Hydra's own node) is saved beside the config."""
+    check_config(cfg)  # every setting, before anything is loaded or written
     tc = cfg.trainer
     device = pick_device(tc.device)
     if tc.precision == "bf16" and device.type != "cuda":
         log.warning("trainer.precision=bf16 applies on CUDA only; training in fp32 on %s", device)
+    ckpt = out / "checkpoints"
+    resume = src = None
+    if tc.resume:
+        src = find_checkpoint(tc.resume)
+        resume = load_checkpoint(src, device)
+        _check_same_run(resume["config"], cfg, src)
+    # Resuming into the stopped run's own folder keeps its .hydra/ (the run's identity);
+    # any other folder must not hold a run yet.
+    own = src is not None and src.parent.resolve() == ckpt.resolve()
+    claim_run_dir(out, resuming=own)
+    if not own:
+        write_run_config(out, cfg, hydra_cfg)
+    if resume is not None:
+        if (src.parent / "best.pt").is_file() and not own:
+            ckpt.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src.parent / "best.pt", ckpt / "best.pt")
+        log.info("resuming phase %d after epoch %d from %s", resume["phase"], resume["epoch"], src)
     data: PrizeData = instantiate(cfg.data)
     log.info("data %s: %s ratings, %s users, %s items, %s probe, %s qualifying; device %s",
              data.meta.get("name"), f"{data.n_ratings:,}", f"{data.n_users:,}", f"{data.n_items:,}",
              f"{len(data.probe_rows):,}", f"{len(data.qual_user):,}", device)
-    writer = SummaryWriter(str(out / "tensorboard"))
-    ckpt = out / "checkpoints"
-    resume = None
-    if tc.resume:
-        src = find_checkpoint(tc.resume)
-        resume = torch.load(src, map_location=device, weights_only=False)
-        _check_same_run(resume["config"], cfg)
-        if (src.parent / "best.pt").is_file() and src.parent.resolve() != ckpt.resolve():
-            ckpt.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(src.parent / "best.pt", ckpt / "best.pt")
-        log.info("resuming phase %d after epoch %d from %s", resume["phase"], resume["epoch"], src)
+    # A resumed run hides the events of epochs after its checkpoint (logged, then lost in a
+    # kill before the checkpoint landed), so no epoch appears twice.
+    purge = None if resume is None else len(resume["phase1_history"] or []) * (resume["phase"] == 2) \
+        + resume["epoch"] + 1
+    writer = SummaryWriter(str(out / "tensorboard"), purge_step=purge)
 
     # Phase 1: train minus probe, probe RMSE each epoch, keep the best epoch.
     probe = data.probe_rows
     rows1 = data.fit_rows(final_fit=False)
     if resume is not None and resume["phase"] == 2:  # phase 1 had finished: its best model is in best.pt
         model = make_model(cfg, data, rows1, device)
-        model.load_state_dict(torch.load(ckpt / "best.pt", map_location=device, weights_only=False)["model"])
+        load_weights(model, ckpt / "best.pt", device)
         hist1 = resume["phase1_history"]
     else:
         model, hist1 = fit(cfg, data, rows1, 1, tc.n_epochs, device, writer, ckpt, resume,
@@ -154,7 +182,7 @@ def fit(cfg, data: PrizeData, rows: np.ndarray, phase: int, n_epochs: int, devic
                               group_by=getattr(model, "group_by", None))
     history, start = [], 0
     if resume is not None:  # a checkpoint of this phase: continue after its epoch
-        model.load_state_dict(resume["model"])
+        load_weights(model, resume, device)
         opt.load_state_dict(resume["optimizer"])
         torch.set_rng_state(resume["torch_rng"])
         history, start = resume["history"], resume["epoch"]
@@ -223,7 +251,7 @@ def fit(cfg, data: PrizeData, rows: np.ndarray, phase: int, n_epochs: int, devic
         save_checkpoint(ckpt / "last.pt", state)
 
     if probe is not None and history and _best(history) != history[-1]["epoch"]:  # restore the best epoch
-        model.load_state_dict(torch.load(ckpt / "best.pt", map_location=device, weights_only=False)["model"])
+        load_weights(model, ckpt / "best.pt", device)
     return model, history
 
 
@@ -250,12 +278,15 @@ def _run_config(cfg: DictConfig) -> dict:
     return c
 
 
-def _check_same_run(saved: dict, cfg: DictConfig) -> None:
+def _check_same_run(saved: dict, cfg: DictConfig, src: Path) -> None:
     now = _run_config(cfg)
-    diff = [k for k in ("seed", "data", "model", "trainer") if saved.get(k) != now.get(k)]
+    diff = config_diff(saved, now)
     if diff:
-        raise ValueError(f"trainer.resume: the checkpoint was made with a different {', '.join(diff)} config; "
-                         f"resume with the overrides of the run that wrote it")
+        groups = sorted({k.split(".")[0] for k, _, _ in diff})
+        shown = "; ".join(f"{k} is {a!r} there, {b!r} here" for k, a, b in diff[:5])
+        more = f" (and {len(diff) - 5} more)" if len(diff) > 5 else ""
+        raise ValueError(f"trainer.resume: {src} was made with a different {', '.join(groups)} config: "
+                         f"{shown}{more}. Resume with the overrides of the run that wrote it")
 
 
 if __name__ == "__main__":

@@ -72,6 +72,91 @@ def save_checkpoint(path: Path, state: dict) -> None:
     atomic_write(path, [buf.getbuffer()])
 
 
+CHECKPOINT_KEYS = ("phase", "epoch", "model", "optimizer", "torch_rng", "history", "phase1_history", "config")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be read, or that is not one of this project's: names the file."""
+
+
+def load_checkpoint(path: Path, device) -> dict:
+    """A checkpoint written by :func:`save_checkpoint`, read with ``weights_only=True``:
+    tensors, numbers, strings and containers only, so a crafted file cannot run code."""
+    try:
+        state = torch.load(path, map_location=device, weights_only=True)
+    except Exception as e:  # noqa: BLE001 - pickle, zip and torch raise many kinds
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f"{path}: cannot be loaded as a prizenet checkpoint ({reason}). Only tensors, "
+                              f"numbers and strings are read from checkpoints, never code; the file is damaged or "
+                              f"was not written by train.py") from None
+    if not isinstance(state, dict) or (missing := [k for k in CHECKPOINT_KEYS if k not in state]):
+        what = f"lacks {', '.join(missing)}" if isinstance(state, dict) else f"holds a {type(state).__name__}"
+        raise CheckpointError(f"{path}: not a train.py checkpoint (it {what})")
+    return state
+
+
+def load_weights(model: nn.Module, source: Path | dict, device) -> None:
+    """Model weights from a checkpoint file or an already loaded checkpoint; a mismatch names the file."""
+    state = load_checkpoint(source, device) if isinstance(source, Path) else source
+    try:
+        model.load_state_dict(state["model"])
+    except (RuntimeError, KeyError, TypeError) as e:
+        where = source if isinstance(source, Path) else "the checkpoint"
+        raise CheckpointError(f"{where}: its weights do not fit this model: {str(e).splitlines()[0]}") from None
+
+
+def config_diff(a, b, prefix: str = "") -> list[tuple[str, object, object]]:
+    """(dotted key, value in a, value in b) wherever two nested configs differ."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        out = []
+        for k in sorted(set(a) | set(b), key=str):
+            out += config_diff(a.get(k, "<unset>"), b.get(k, "<unset>"), f"{prefix}{k}.")
+        return out
+    return [] if a == b else [(prefix.rstrip("."), a, b)]
+
+
+RUN_MARKERS = (".hydra", "metrics.json", "checkpoints", "predictions", "submission.txt")
+
+
+class RunDirError(FileExistsError):
+    """The run folder already holds another run."""
+
+
+def claim_run_dir(out: Path, resuming: bool) -> None:
+    """Make ``out`` this run's folder, or refuse, before anything is written into it.
+
+    A folder holding a run (any of :data:`RUN_MARKERS`) is refused unless this run resumes
+    from that folder's own checkpoint. ``.hydra/`` is created exclusively, so of two runs
+    racing for one folder exactly one proceeds. Temporary files that a killed run left
+    (``.NAME.*.part``) are removed.
+    """
+    out.mkdir(parents=True, exist_ok=True)
+    hint = (f"nothing was written. Continue that run with trainer.resume={out} hydra.run.dir={out}, or give "
+            f"this one a new folder (hydra.run.dir=...)")
+    if not resuming:
+        held = [m for m in RUN_MARKERS if (out / m).exists()]
+        if held:
+            raise RunDirError(f"{out} already holds a run ({', '.join(held)}); {hint}")
+        try:
+            (out / ".hydra").mkdir()
+        except FileExistsError:
+            raise RunDirError(f"{out} was claimed by another run a moment ago; {hint}") from None
+    for tmp in out.rglob(".*.part"):
+        tmp.unlink(missing_ok=True)
+
+
+def write_run_config(out: Path, cfg, hydra_cfg=None) -> None:
+    """``.hydra/config.yaml`` (the composed config), and with Hydra's node ``hydra.yaml`` and
+    ``overrides.yaml``, as Hydra itself writes them, but only once the run's checks passed."""
+    from omegaconf import OmegaConf
+
+    meta = out / ".hydra"
+    atomic_write(meta / "config.yaml", [OmegaConf.to_yaml(cfg).encode()])
+    if hydra_cfg is not None:
+        atomic_write(meta / "hydra.yaml", [OmegaConf.to_yaml(OmegaConf.create({"hydra": hydra_cfg})).encode()])
+        atomic_write(meta / "overrides.yaml", [OmegaConf.to_yaml(list(hydra_cfg.overrides.task)).encode()])
+
+
 def find_checkpoint(resume: str | Path) -> Path:
     path = Path(resume).expanduser()
     if path.is_dir():

@@ -204,7 +204,7 @@ def test_resume_after_kill_ends_with_the_same_result(tmp_path):
     proc.wait()
     assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
     assert not (killed / "metrics.json").exists()
-    epoch = torch.load(last, weights_only=False)["epoch"]
+    epoch = torch.load(last, weights_only=True)["epoch"]
     assert epoch < 8
     resumed = run_cli(*args, f"trainer.resume={killed}", f"hydra.run.dir={tmp_path / 'resumed'}")
     assert resumed.returncode == 0, resumed.stderr

@@ -24,12 +24,24 @@ from .fastio import DataFormatError, block_bytes, body_lines, fixed_decimal_fiel
 CINEMATCH_QUIZ_RMSE = 0.9514
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+FILE_MODE = 0o666 & ~_umask()  # what open() would give: shared folders stay readable to colleagues
+
+
 def atomic_write(path: str | Path, pieces) -> None:
-    """Write byte pieces to ``path`` through a temporary file in the same folder."""
+    """Write byte pieces to ``path`` through a temporary file in the same folder
+    (``.NAME.XXXX.part``, removed on failure; a killed writer's is removed by the next
+    run in that folder), with the permissions the umask gives a new file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
     try:
+        os.fchmod(fd, FILE_MODE)
         with os.fdopen(fd, "wb") as raw:
             f = gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) if path.suffix == ".gz" else raw
             for piece in pieces:

@@ -21,6 +21,8 @@ filtering model. KDD 2008.
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 from torch import nn
 
@@ -31,7 +33,7 @@ from .tables import SparseTable
 class Baseline(nn.Module):
     """mu + bu[u] + bi[i]; ``solver`` is "sgd" or "als" (closed form, see the module doc)."""
 
-    def __init__(self, n_users: int, n_items: int, mu: float, solver: str = "sgd",
+    def __init__(self, n_users: int, n_items: int, mu: float, solver: Literal["sgd", "als"] = "sgd",
                  lr_bu: float = 0.005, lr_bi: float = 0.005, reg_bu: float = 0.02, reg_bi: float = 0.02,
                  reg_u: float = 10.0, reg_i: float = 25.0):
         super().__init__()

@@ -27,6 +27,8 @@ collaborative filtering vs. matrix factorization revisited. RecSys 2020.
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 from torch import nn
 
@@ -41,7 +43,7 @@ class NeuMF(nn.Module):
 
     def __init__(self, n_users: int, n_items: int, mu: float, n_factors: int = 8,
                  mlp_layers: list[int] | tuple[int, ...] = (64, 32, 16, 8), dropout: float = 0.0,
-                 branches: str = "neumf", init_std: float = 0.01,
+                 branches: Literal["neumf", "gmf", "mlp"] = "neumf", init_std: float = 0.01,
                  lr_bias: float = 0.001, lr_emb: float = 0.001, lr_mlp: float = 0.001,
                  reg_bias: float = 0.0, reg_emb: float = 0.0, reg_mlp: float = 0.0):
         super().__init__()

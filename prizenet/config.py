@@ -1,0 +1,236 @@
+"""Settings checked before any work starts: the trainer's schema and each model's parameters.
+
+Two layers, each default still living in its yaml:
+
+* :class:`TrainerSchema`, a Hydra structured config (types only, no defaults) that
+  ``conf/trainer/default.yaml`` extends: Hydra refuses ``trainer.n_epochs=abc`` or a
+  misspelt key while it composes, naming the key.
+* :func:`check_config`, called by ``train.py`` right after composition and before the
+  data loads: ranges and choices of the trainer's settings (:data:`TRAINER_RULES`), and
+  the model's settings against its constructor's signature (types from the annotations,
+  choices from ``Literal[...]``, ranges from :data:`MODEL_RULES`, which go by the papers'
+  parameter names: ``n_factors``, ``lr_*``, ``reg_*``, ...). A model therefore needs no
+  schema of its own: its signature is the schema.
+
+Every error is a :class:`ConfigError` that names the key, the value given and what is
+allowed.
+
+Also here: the ``prizenet.uid`` resolver that makes run folders unique
+(``conf/config.yaml``): two runs started in the same second get different folders.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import secrets
+import types
+import typing
+from dataclasses import dataclass
+from typing import Any, Literal, Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, OmegaConf
+
+
+class ConfigError(ValueError):
+    """A setting out of range, of the wrong type, or unknown: names the key and what is allowed."""
+
+
+# -- run folders -------------------------------------------------------------------------
+def run_uid() -> str:
+    """A short random tag for a run folder name (cached per process by OmegaConf: every
+    job of a multirun and every later lookup of the folder see the same value)."""
+    return f"{os.getpid() % 10_000:04d}{secrets.token_hex(2)}"
+
+
+if not OmegaConf.has_resolver("prizenet.uid"):
+    OmegaConf.register_new_resolver("prizenet.uid", run_uid, use_cache=True)
+
+
+# -- the trainer's schema ----------------------------------------------------------------
+@dataclass
+class TrainerSchema:
+    """Types of ``conf/trainer/*.yaml`` (the values and their comments live in the yaml)."""
+
+    device: str = MISSING
+    n_epochs: int = MISSING
+    batch_size: int = MISSING
+    optimizer: str = MISSING
+    kernel: str = MISSING
+    lr_scale: float = MISSING
+    lr_decay: float = MISSING
+    patience: int = MISSING
+    final_fit: bool = MISSING
+    precision: str = MISSING
+    eval_batch_size: int = MISSING
+    progress: bool = MISSING
+    histograms: bool = MISSING
+    resume: Optional[str] = None
+    diverge_rmse: float = MISSING
+
+
+ConfigStore.instance().store(group="trainer", name="schema", node=TrainerSchema)
+
+
+@dataclass(frozen=True)
+class Rule:
+    """What a setting may be: a choice among ``choices``, or a number in a range."""
+
+    choices: tuple | None = None
+    lo: float | None = None  # inclusive unless lo_open
+    hi: float | None = None  # exclusive
+    lo_open: bool = False
+
+    def problem(self, value) -> str | None:
+        if self.choices is not None:
+            return None if value in self.choices else f"one of {', '.join(map(str, self.choices))}"
+        if self.lo is not None and (value <= self.lo if self.lo_open else value < self.lo) \
+                or self.hi is not None and value >= self.hi:
+            return self.describe()
+        return None
+
+    def describe(self) -> str:
+        parts = []
+        if self.lo is not None:
+            parts.append(f"{'>' if self.lo_open else '>='} {self.lo:g}")
+        if self.hi is not None:
+            parts.append(f"< {self.hi:g}")
+        return " and ".join(parts)
+
+
+POSITIVE_INT = Rule(lo=1)
+POSITIVE = Rule(lo=0, lo_open=True)
+NON_NEGATIVE = Rule(lo=0)
+
+TRAINER_RULES: dict[str, Rule] = {
+    "n_epochs": POSITIVE_INT,
+    "batch_size": POSITIVE_INT,
+    "eval_batch_size": POSITIVE_INT,
+    "patience": POSITIVE_INT,
+    "optimizer": Rule(choices=("auto", "sgd", "adam")),
+    "kernel": Rule(choices=("auto", "torch")),
+    "precision": Rule(choices=("fp32", "bf16")),
+    "lr_scale": POSITIVE,
+    "lr_decay": POSITIVE,
+    "diverge_rmse": POSITIVE,
+}
+
+# By parameter name, as the papers and scikit-surprise name them; first match wins.
+MODEL_RULES: tuple[tuple[str, Rule], ...] = (
+    ("n_factors", POSITIVE_INT),
+    ("hidden", POSITIVE_INT),
+    ("n_bins", POSITIVE_INT),
+    ("mlp_layers", POSITIVE_INT),  # each entry
+    ("dropout", Rule(lo=0, hi=1)),
+    ("beta", POSITIVE),
+    ("init_std", NON_NEGATIVE),
+    ("lr", NON_NEGATIVE),  # lr, lr_bu, lr_alpha, ...
+    ("reg", NON_NEGATIVE),  # reg, reg_bu, reg_u, ...
+)
+
+# Constructor parameters the data layer fills in (``prizenet.models.model_inputs``), not settings.
+DATA_INPUTS = frozenset({"n_users", "n_items", "mu", "n_days", "nu_indptr", "nu_items", "user_mean_day",
+                         "user_day_keys", "item_indptr", "item_users", "item_ratings"})
+
+
+def _fail(key: str, value, allowed: str) -> ConfigError:
+    return ConfigError(f"{key}={value!r}: expected {allowed}")
+
+
+def _check_device(value: str) -> None:
+    if value == "auto":
+        return
+    import torch
+
+    try:
+        torch.device(value)
+    except (RuntimeError, ValueError):
+        raise _fail("trainer.device", value, "auto, cpu, cuda or cuda:N") from None
+
+
+def check_trainer(tc) -> None:
+    """Ranges and choices of the trainer's settings (types are the schema's)."""
+    for key, rule in TRAINER_RULES.items():
+        value = tc[key]
+        if (why := rule.problem(value)) is not None:
+            raise _fail(f"trainer.{key}", value, why)
+    _check_device(tc.device)
+
+
+def _rule_for(name: str) -> Rule | None:
+    for prefix, rule in MODEL_RULES:
+        if name == prefix or name.startswith(prefix + "_"):
+            return rule
+    return None
+
+
+def _check_value(key: str, value, hint) -> None:
+    """``value`` against a type annotation: int, float, bool, str, Literal, list[int]."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is Literal:
+        if value not in args:
+            raise _fail(key, value, f"one of {', '.join(map(str, args))}")
+        return
+    if origin in (typing.Union, types.UnionType):
+        errors = []
+        for h in args:
+            try:
+                return _check_value(key, value, h)
+            except ConfigError as e:
+                errors.append(e)
+        raise errors[0]
+    if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise _fail(key, value, "a list")
+        for k, v in enumerate(value):
+            _check_value(f"{key}[{k}]", v, args[0] if args else Any)
+        return
+    if hint is bool and not isinstance(value, bool):
+        raise _fail(key, value, "true or false")
+    if hint is int and (isinstance(value, bool) or not isinstance(value, int)):
+        raise _fail(key, value, "an integer")
+    if hint is float and (isinstance(value, bool) or not isinstance(value, (int, float))):
+        raise _fail(key, value, "a number")
+    if hint is str and not isinstance(value, str):
+        raise _fail(key, value, "a string")
+
+
+def check_model(model_cfg) -> None:
+    """The model's settings against its constructor: known names, types, choices, ranges."""
+    from hydra.utils import get_class
+
+    target = model_cfg.get("_target_")
+    try:
+        cls = get_class(target)
+    except Exception as e:  # noqa: BLE001 - Hydra raises several kinds
+        raise ConfigError(f"model._target_={target!r}: not an importable model class ({e})") from None
+    params = inspect.signature(cls).parameters
+    hints = typing.get_type_hints(cls.__init__)
+    settings = [n for n in params if n not in DATA_INPUTS and params[n].kind is not params[n].VAR_KEYWORD]
+    # A constructor that passes **settings on (timeSVD++ to its time-aware baseline) takes
+    # any further name; those get the name rules below, their types are checked downstream.
+    open_ended = any(p.kind is p.VAR_KEYWORD for p in params.values())
+    values = OmegaConf.to_container(model_cfg, resolve=True)
+    for name, value in values.items():
+        if name.startswith("_"):
+            continue
+        key = f"model.{name}"
+        if name in DATA_INPUTS or name not in settings and not open_ended:
+            raise ConfigError(f"{key}: {cls.__name__} has no such setting; its settings are {', '.join(settings)}")
+        if name in hints:
+            _check_value(key, value, hints[name])
+        rule = _rule_for(name)
+        if rule is None:
+            continue
+        for k, v in enumerate(value) if isinstance(value, (list, tuple)) else [(None, value)]:
+            if isinstance(v, (int, float)) and (why := rule.problem(v)) is not None:
+                raise _fail(key if k is None else f"{key}[{k}]", v, why)
+
+
+def check_config(cfg) -> None:
+    """Everything :func:`train` checks before it loads data: trainer, model, seed."""
+    check_trainer(cfg.trainer)
+    check_model(cfg.model)
+    if not isinstance(cfg.seed, int) or isinstance(cfg.seed, bool) or cfg.seed < 0:
+        raise _fail("seed", cfg.seed, "an integer >= 0")

@@ -40,7 +40,7 @@ def test_bad_value_names_file_and_line(tmp_path):
 
 
 def test_generic_csv_tsv_parquet_with_string_ids_and_dates(tmp_path):
-    frame = pd.DataFrame({"who": ["ann", "bob", "ann"], "what": ["x", "x", "y"], "stars": [4.0, 2.5, 3.0],
+    frame = pd.DataFrame({"who": ["ann", "bob", "ann"], "what": [7, 7, 9], "stars": [4.0, 2.5, 3.0],
                           "when": ["2004-01-02", "2004-01-03", "2004-02-01"]})
     frame.to_csv(tmp_path / "r.csv", index=False)
     frame.to_csv(tmp_path / "r.tsv", sep="\t", index=False)
@@ -56,6 +56,9 @@ def test_generic_csv_tsv_parquet_with_string_ids_and_dates(tmp_path):
         assert str(np.int64(t.day[2]).astype("datetime64[D]")) == "2004-02-01"
     with pytest.raises(DataFormatError, match=r"expected columns \['user', 'item', 'rating'\]"):
         read_table(tmp_path / "r.csv")
+    frame.assign(what=["x", "x", "y"]).to_csv(tmp_path / "s.csv", index=False)  # string item ids: refused
+    with pytest.raises(DataFormatError, match=r"s.csv, line 2: column 'what' should be an integer id, got 'x'"):
+        read_table(tmp_path / "s.csv", "who", "what", "stars", date_col="when")
 
 
 def test_csv_through_load_prize_gets_a_split_with_answers(tmp_path):

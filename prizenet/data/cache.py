@@ -15,17 +15,19 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import shutil
 import tempfile
 from pathlib import Path
 
-from . import movielens, netflix
-from .prize import PrizeData, RawPrize, build
+from . import kernels, movielens, netflix
+from .prize import CacheError, PrizeData, RawPrize, build
 from .splits import split_table
 from .tabular import read_table
 
-CACHE_VERSION = 3  # 3: training rows by user (a CSR); no by_user, user or N(u) arrays
+CACHE_VERSION = 4  # 4: manifest.json (sizes, checksums); 3: training rows by user (a CSR)
+log = logging.getLogger("prizenet")
 FORMATS = ("auto", "netflix", "netflix_kaggle", "movielens", "csv")
 
 
@@ -52,11 +54,13 @@ def detect_format(path: Path) -> str:
 
 
 def _source_files(path: Path, fmt: str) -> list[str]:
+    """The files a build reads (only those: an answer key written beside MovieLens files
+    does not force a rebuild)."""
     if fmt in ("netflix", "netflix_kaggle"):
         return netflix.files_of(path, fmt)
     if path.is_file():
         return [str(path)]
-    return [str(p) for p in sorted(path.iterdir()) if p.is_file()]
+    return [str(p) for p in movielens.files_read(path)]
 
 
 def _key(path: Path, fmt: str, options: dict) -> str:
@@ -90,23 +94,58 @@ def read_raw(path: Path, fmt: str, holdout: str, holdout_k: int, holdout_fractio
     split = dict(mode=holdout, k=holdout_k, fraction=holdout_fraction, seed=seed)
     if fmt == "movielens":
         table, titles, scale = movielens.read_movielens(path if path.is_dir() else path.parent)
+        table.check(scale, 1 << kernels.DAY_BITS)
         return split_table(table, scale, {"format": fmt, "root": str(path)}, titles=titles, **split)
     if fmt == "csv":
         columns = dict(columns or {})
         scale = tuple(columns.pop("rating_scale", (1.0, 5.0)))
         table = read_table(path, **columns)
+        table.check(scale, 1 << kernels.DAY_BITS)
         return split_table(table, scale, {"format": fmt, "root": str(path)}, **split)
     raise ValueError(f"unknown data format {fmt!r}; expected one of {FORMATS}")
+
+
+def _host() -> str:
+    import socket
+
+    return socket.gethostname().replace("~", "-")
+
+
+def _remove_stale_temporaries(parent: Path) -> None:
+    """Temporary build folders (``.NAME~HOST~PID~XXXX``) that killed builds left in
+    ``parent``: this host's whose process is gone, and any host's older than a day (a
+    shared filesystem)."""
+    import time
+
+    for tmp in parent.glob(".*~*~*~*"):
+        _, host, pid, _ = tmp.name.split("~", 3)
+        if host == _host():
+            try:
+                os.kill(int(pid), 0)
+                continue  # still building
+            except (ProcessLookupError, ValueError):
+                pass
+            except PermissionError:
+                continue
+        elif time.time() - tmp.stat().st_mtime < 86400:
+            continue
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def publish(target: Path, write, replace: bool = False) -> None:
     """Make folder ``target`` with ``write(path)``, atomically: it is written in a temporary
     sibling and renamed, so a failed or interrupted write leaves no half-written folder.
-    A concurrent writer that finished first wins (its folder is kept)."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    A concurrent writer that finished first wins (its folder is kept). The folder gets the
+    umask's permissions; an OSError (read-only folder, full disk) names the folder."""
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        _remove_stale_temporaries(target.parent)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}~{_host()}~{os.getpid()}~", dir=target.parent))
+    except OSError as e:
+        raise _write_error(target, e) from None
     try:
         write(tmp / "out")
+        os.chmod(tmp / "out", 0o777 & ~_umask())
         if replace and target.is_dir():
             shutil.rmtree(target)
         try:
@@ -114,8 +153,37 @@ def publish(target: Path, write, replace: bool = False) -> None:
         except OSError:
             if not target.is_dir():  # not a concurrent build that finished first
                 raise
+    except OSError as e:
+        raise _write_error(target, e) from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _umask() -> int:
+    from .submission import FILE_MODE
+
+    return 0o666 & ~FILE_MODE
+
+
+def _write_error(target: Path, e: OSError) -> OSError:
+    return type(e)(e.errno, f"cannot write {target.name} into {target.parent} ({e.strerror or e}); give a writable "
+                            f"folder with room: data.cache_dir=... or $PRIZENET_CACHE")
+
+
+def _prune(root: Path, fmt: str, keep: Path, source: str, options: dict) -> None:
+    """Remove caches this version can never load again: those of older versions (no
+    manifest.json) and those built from an earlier state of the same source files."""
+    for old in root.glob(f"{fmt}-" + "[0-9a-f]" * 16):
+        if old == keep or not old.is_dir():
+            continue
+        try:
+            meta = json.loads((old / "meta.json").read_text())
+        except (OSError, ValueError):
+            continue  # not one of ours
+        stale = not (old / "manifest.json").is_file() or (
+            meta.get("cache_source") == source and meta.get("cache_options") == options)
+        if stale:
+            shutil.rmtree(old, ignore_errors=True)
 
 
 def load_prize(
@@ -134,7 +202,8 @@ def load_prize(
 
     ``holdout*`` and ``seed`` shape the splits of sources without probe/qualifying files;
     ``columns`` passes :func:`prizenet.data.tabular.read_table`'s column names (and an
-    optional ``rating_scale``) for ``format="csv"``.
+    optional ``rating_scale``) for ``format="csv"``. A damaged cache is detected
+    (:func:`prizenet.data.prize.check_cache`) and built again; ``rebuild`` forces that.
     """
     path = Path(path).expanduser()
     fmt = detect_format(path) if format == "auto" else format
@@ -147,12 +216,62 @@ def load_prize(
     root = cache_root(path, cache_dir)
     target = root / f"{fmt}-{_key(path, fmt, options)}"
     if target.is_dir() and not rebuild:
-        data = PrizeData.load(target)
-        data.meta["cache"] = str(target)
-        return data
+        try:
+            data = PrizeData.load(target)
+            data.meta["cache"] = str(target)
+            return data
+        except CacheError as e:  # damaged (a truncated file, edited JSON): built again from the source
+            log.warning("%s; building it again from %s", e, path)
+            rebuild = True
     raw = read_raw(path, fmt, holdout, holdout_k, holdout_fraction, seed, columns)
-    raw.meta.update(name=name or path.name)
+    source = str(path.resolve())
+    raw.meta.update(name=name or path.name, cache_source=source, cache_options=options)
     publish(target, lambda out: build(raw, out), replace=rebuild)
+    _prune(root, fmt, target, source, options)
     data = PrizeData.load(target)
     data.meta["cache"] = str(target)
     return data
+
+
+def _loaders() -> dict:
+    from . import movielens, netflix, synthetic
+
+    return {"prizenet.data.load_prize": load_prize, "prizenet.data.cache.load_prize": load_prize,
+            "prizenet.data.netflix.load_netflix": netflix.load_netflix,
+            "prizenet.data.movielens.load_movielens": movielens.load_movielens,
+            "prizenet.data.synthetic.load_synthetic": synthetic.load_synthetic}
+
+
+def _plain(value) -> bool:
+    if isinstance(value, dict):
+        return "_target_" not in value and all(isinstance(k, str) and _plain(v) for k, v in value.items())
+    if isinstance(value, list):
+        return all(_plain(v) for v in value)
+    return value is None or isinstance(value, (str, int, float, bool))
+
+
+def load_from_config(cfg: dict, where: str) -> PrizeData:
+    """The dataset that a saved ``data:`` config (``where``: the file it came from) names.
+
+    Only this package's own loaders are called, looked up by name in a fixed table, with
+    plain values (numbers, strings, lists) for their own parameters: a config from
+    someone's run folder can name nothing else to import or call.
+    """
+    import inspect
+
+    if not isinstance(cfg, dict):
+        raise ValueError(f"{where}: 'data' must be a mapping, got {type(cfg).__name__}")
+    loaders = _loaders()
+    target = cfg.get("_target_")
+    if target not in loaders:
+        raise ValueError(f"{where}: data._target_={target!r} is not one of prizenet's data loaders "
+                         f"({', '.join(sorted(loaders))}); it is not imported")
+    fn = loaders[target]
+    params = inspect.signature(fn).parameters
+    kwargs = {k: v for k, v in cfg.items() if not k.startswith("_")}
+    for k, v in kwargs.items():
+        if k not in params:
+            raise ValueError(f"{where}: data.{k} is not a parameter of {target}")
+        if not _plain(v):
+            raise ValueError(f"{where}: data.{k} must be a plain value (number, string, list), got {v!r}")
+    return fn(**kwargs)

@@ -12,12 +12,13 @@ MovieLens has no probe or qualifying set; :mod:`prizenet.data.splits` builds the
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from .netflix import find, read_bytes
+from .netflix import decode_text, find, read_bytes
 from .tabular import Table, read_table
 
 URL = "https://files.grouplens.org/datasets/movielens/{name}.zip"
@@ -44,6 +45,16 @@ def ratings_file(root: Path) -> Path | None:
     return None
 
 
+TITLE_FILES = ("movies.csv", "movies.dat", "u.item")
+
+
+def files_read(root: Path) -> list[Path]:
+    """The files :func:`read_movielens` reads in ``root`` (they key its cache)."""
+    ratings = ratings_file(root)
+    titles = next((p for n in TITLE_FILES if (p := find(root, n)) is not None), None)
+    return [p for p in (ratings, titles) if p is not None]
+
+
 def read_movielens(root: str | Path) -> tuple[Table, dict, tuple[float, float]]:
     """(ratings table, titles {item: (year, title)}, rating scale) of a MovieLens folder."""
     root = Path(root)
@@ -54,12 +65,12 @@ def read_movielens(root: str | Path) -> tuple[Table, dict, tuple[float, float]]:
         )
     name = path.name.removesuffix(".gz")
     if name == "ratings.csv":
-        table = read_table(path, "userId", "movieId", "rating", timestamp_col="timestamp")
+        table = read_table(path, "userId", "movieId", "rating", timestamp_col="timestamp", string_users=False)
     elif name == "ratings.dat":  # '::' would send pandas to its slow Python engine: make it a tab
         data = read_bytes(path).replace(b"::", b"\t")
-        table = read_table(path, 0, 1, 2, timestamp_col=3, sep="\t", header=False, data=data)
+        table = read_table(path, 0, 1, 2, timestamp_col=3, sep="\t", header=False, data=data, string_users=False)
     else:
-        table = read_table(path, 0, 1, 2, timestamp_col=3, sep="\t", header=False)
+        table = read_table(path, 0, 1, 2, timestamp_col=3, sep="\t", header=False, string_users=False)
     r = table.rating
     scale = (0.5, 5.0) if r.size and (r.min() < 1 or (r != np.floor(r)).any()) else (1.0, 5.0)
     return table, read_titles(root), scale
@@ -70,10 +81,10 @@ def read_titles(root: Path) -> dict:
     if (p := find(root, "movies.csv")) is not None:
         frame = pd.read_csv(p, usecols=[0, 1], encoding="utf-8")
     elif (p := find(root, "movies.dat")) is not None:
-        text = read_bytes(p).decode("latin-1").replace("::", "\t")
-        frame = pd.read_csv(__import__("io").StringIO(text), sep="\t", header=None, usecols=[0, 1], quoting=3)
+        text = decode_text(read_bytes(p)).replace("::", "\t")
+        frame = pd.read_csv(io.StringIO(text), sep="\t", header=None, usecols=[0, 1], quoting=3)
     elif (p := find(root, "u.item")) is not None:
-        frame = pd.read_csv(p, sep="|", header=None, usecols=[0, 1], encoding="latin-1")
+        frame = pd.read_csv(io.StringIO(decode_text(read_bytes(p))), sep="|", header=None, usecols=[0, 1])
     else:
         return {}
     ids, titles = frame.iloc[:, 0].to_numpy(), frame.iloc[:, 1].astype(str)
@@ -82,7 +93,8 @@ def read_titles(root: Path) -> dict:
 
 
 def load_movielens(name: str, root: str | Path, download: bool = True, cache_dir: str | Path | None = None,
-                   holdout: str = "recent", holdout_k: int = 9, holdout_fraction: float = 0.1, seed: int = 0):
+                   holdout: str = "recent", holdout_k: int = 9, holdout_fraction: float = 0.1, seed: int = 0,
+                   rebuild: bool = False):
     """MovieLens release ``name`` (e.g. "ml-1m") under ``root``, downloaded when absent.
 
     Looks for ``root/<name>`` (or ``root`` itself) holding the ratings file; otherwise, with
@@ -99,7 +111,7 @@ def load_movielens(name: str, root: str | Path, download: bool = True, cache_dir
                 f"Download {URL.format(name=name)} and unzip it into {root}, or set download=true.")
         folder = fetch(name, root)
     return load_prize(folder, format="movielens", cache_dir=cache_dir, holdout=holdout, holdout_k=holdout_k,
-                      holdout_fraction=holdout_fraction, seed=seed, name=name)
+                      holdout_fraction=holdout_fraction, seed=seed, name=name, rebuild=rebuild)
 
 
 def fetch(name: str, root: Path) -> Path:

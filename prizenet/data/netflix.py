@@ -23,6 +23,7 @@ import os
 import re
 import tarfile
 import threading
+import zlib
 from functools import partial
 from pathlib import Path
 from typing import BinaryIO, Callable, Iterable, Iterator
@@ -65,9 +66,21 @@ def find(root: Path, name: str) -> Path | None:
 
 def read_bytes(path: Path) -> bytes:
     if path.suffix == ".gz":
-        with gzip.open(path, "rb") as f:
-            return f.read()
+        try:
+            with gzip.open(path, "rb") as f:
+                return f.read()
+        except (OSError, EOFError, zlib.error) as e:
+            raise _damaged(str(path), e) from None
     return path.read_bytes()
+
+
+def decode_text(data: bytes) -> str:
+    """UTF-8 where the bytes are valid UTF-8, else latin-1 (the Prize's own files): a title
+    file re-saved as UTF-8 reads 'Amélie', not 'AmÃ©lie'."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return data.decode("latin-1")
 
 
 class _Reader:
@@ -89,12 +102,19 @@ class _Reader:
         pos, segs = 0, []
         while pos < size:
             if self.f is None:
-                nxt = next(self.files, None)
+                try:
+                    nxt = next(self.files, None)
+                except (OSError, EOFError, tarfile.TarError, zlib.error) as e:
+                    where = self.names[-1] if self.names else "the training archive"
+                    raise _damaged(f"the archive after {where}", e) from None
                 if nxt is None:
                     break
                 name, opener = nxt
                 self.names.append(name)
-                self.f, self.first, self.lines = opener(), True, 0
+                try:
+                    self.f, self.first, self.lines = opener(), True, 0
+                except (OSError, EOFError, tarfile.TarError, zlib.error) as e:
+                    raise _damaged(name, e) from None
             start = pos
             carry, self.carry = self.carry, b""
             if len(carry) >= size - pos:
@@ -106,8 +126,13 @@ class _Reader:
             buf[pos:pos + len(carry)] = np.frombuffer(carry, np.uint8)
             pos += len(carry)
             view = memoryview(buf)
-            while pos < size and (n := self.f.readinto(view[pos:size])):
-                pos += n
+            try:
+                while pos < size and (n := self.f.readinto(view[pos:size])):
+                    pos += n
+            except (OSError, EOFError, tarfile.TarError, zlib.error) as e:
+                raise _damaged(self.names[-1], e) from None
+            if self.first:
+                self._check_header(buf, start, pos)
             if pos < size:  # the file ended
                 self.f.close()
                 self.f = None
@@ -127,10 +152,26 @@ class _Reader:
             break
         return segs
 
+    def _check_header(self, buf: np.ndarray, start: int, end: int) -> None:
+        """A file named mv_NNNNNNN.txt must open with the header 'NNNNNNN:' (its movie)."""
+        name = self.names[-1]
+        m = re.search(r"mv_0*(\d+)\.txt(\.gz)?$", name)
+        if m is None:
+            return
+        head = bytes(buf[start:min(end, start + 256)]).lstrip(b"\r\n \t").split(b"\n", 1)[0].rstrip(b"\r ")
+        if head.endswith(b":") and head[:-1].isdigit() and int(head[:-1]) != int(m.group(1)):
+            raise DataFormatError(f"{name}, line 1: header '{head.decode()}' names movie {int(head[:-1])}, but the "
+                                  f"file is named for movie {int(m.group(1))}; expected '{int(m.group(1))}:'")
+
     def close(self) -> None:
         if self.f is not None:
             self.f.close()
             self.f = None
+
+
+def _damaged(name: str, e: BaseException) -> DataFormatError:
+    return DataFormatError(f"{name}: cannot be read ({type(e).__name__}: {e}); the file is damaged or truncated "
+                           f"(a gzip or tar file cut short?)")
 
 
 KINDS = {"train": kernels.TRAIN, "qual": kernels.QUAL, "probe": kernels.PROBE}
@@ -306,9 +347,9 @@ def read_pairs(path: Path, kind: str) -> dict[str, np.ndarray]:
 
 
 def read_titles(path: Path) -> dict:
-    """movie_titles: ``MovieID,YearOfRelease,Title`` (latin-1; commas in titles; year NULL)."""
+    """movie_titles: ``MovieID,YearOfRelease,Title`` (latin-1 or UTF-8; commas in titles; year NULL)."""
     titles = {}
-    text = read_bytes(path).decode("latin-1")
+    text = decode_text(read_bytes(path))
     for n, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
@@ -404,7 +445,8 @@ def files_of(root: Path, fmt: str) -> list[str]:
     return files + [str(p) for n in names if (p := find(root, n))]
 
 
-def load_netflix(root: str | Path, format: str = "netflix", cache_dir: str | Path | None = None):
+def load_netflix(root: str | Path, format: str = "netflix", cache_dir: str | Path | None = None,
+                 rebuild: bool = False):
     """The Netflix Prize folder ``root`` (``format``: "netflix" or "netflix_kaggle"), cached.
 
     The Prize data cannot be downloaded from Netflix any more: a missing folder raises an
@@ -415,4 +457,4 @@ def load_netflix(root: str | Path, format: str = "netflix", cache_dir: str | Pat
     root = Path(root).expanduser()
     if not root.exists():
         raise missing(root, format, "such folder")
-    return load_prize(root, format=format, cache_dir=cache_dir)
+    return load_prize(root, format=format, cache_dir=cache_dir, rebuild=rebuild)

@@ -283,12 +283,53 @@ class PrizeData:
 
     @classmethod
     def load(cls, directory: Path, mmap: bool = True) -> "PrizeData":
-        arrays = {
-            name: np.load(directory / f"{name}.npy", mmap_mode="r" if mmap else None, allow_pickle=False)
-            for name in ARRAYS
-        }
-        meta = json.loads((directory / "meta.json").read_text())
-        return cls(**arrays, meta=meta)
+        """A cache folder written by :meth:`save`, checked first (:func:`check_cache`)."""
+        check_cache(directory)
+        try:
+            arrays = {
+                name: np.load(directory / f"{name}.npy", mmap_mode="r" if mmap else None, allow_pickle=False)
+                for name in ARRAYS
+            }
+        except (ValueError, OSError, EOFError) as e:
+            raise CacheError(f"{directory}: damaged cache ({e})") from None
+        data = cls(**arrays, meta=json.loads((directory / "meta.json").read_text()))
+        lo, hi = data.rating_scale
+        r = data.rating_x2
+        if r.size and (int(r.min()) < 2 * lo or int(r.max()) > 2 * hi):  # one pass over a byte a rating
+            raise CacheError(f"{directory}: damaged cache (ratings outside the scale [{lo:g}, {hi:g}])")
+        return data
+
+
+HASHED_BYTES = 8 << 20  # cache files up to this size are checksummed; larger ones are size-checked
+
+
+class CacheError(ValueError):
+    """A cache folder that is incomplete or damaged: names the folder and what is wrong."""
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def check_cache(directory: Path) -> None:
+    """Cheap checks that a cache folder is whole: its manifest (written last), every file's
+    size, and the checksum of every small file (meta.json, ids, offsets). Raises CacheError."""
+    try:
+        manifest = json.loads((directory / "manifest.json").read_text())
+        files = manifest["files"]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise CacheError(f"{directory}: incomplete or damaged cache (manifest.json: {e})") from None
+    for name in [f"{n}.npy" for n in ARRAYS] + ["meta.json"]:
+        path, want = directory / name, files.get(name)
+        try:
+            size = path.stat().st_size
+        except OSError:
+            raise CacheError(f"{directory}: damaged cache ({name} is missing)") from None
+        if want is None or size != want["bytes"]:
+            raise CacheError(f"{directory}: damaged cache ({name} is {size} bytes, "
+                             f"expected {want and want['bytes']})")
+        if want["sha256"] is not None and _sha256(path) != want["sha256"]:
+            raise CacheError(f"{directory}: damaged cache ({name} does not match its checksum)")
 
 
 class ArrayWriter:
@@ -308,12 +349,19 @@ class ArrayWriter:
         self.pending[name] = self.pool.submit(partial(np.save, allow_pickle=False), path, array)
 
     def finish(self, data: "PrizeData") -> None:
-        """Write every array not put yet (largest first), then meta.json, and wait."""
+        """Write every array not put yet (largest first), then meta.json, and wait; then
+        ``manifest.json`` (see :func:`check_cache`), last, so a folder with one is complete."""
         for name in sorted(set(ARRAYS) - set(self.pending), key=lambda n: -getattr(data, n).nbytes):
             self.put(name, getattr(data, name))
         for f in self.pending.values():
             f.result()
         (self.directory / "meta.json").write_text(json.dumps(data.meta, indent=1))
+        files = {}
+        for name in [f"{n}.npy" for n in ARRAYS] + ["meta.json"]:
+            path = self.directory / name
+            size = path.stat().st_size
+            files[name] = {"bytes": size, "sha256": _sha256(path) if size <= HASHED_BYTES else None}
+        (self.directory / "manifest.json").write_text(json.dumps({"files": files}, indent=1))
 
     def __enter__(self) -> "ArrayWriter":
         return self
@@ -468,7 +516,7 @@ def _build(raw: RawPrize, writer: ArrayWriter | None) -> PrizeData:
         if writer is not None and dup < 0:  # final from here on: written while the rest is built
             for name, col in (("item", item), ("rating_x2", rating_x2), ("day", day)):
                 writer.put(name, col)
-        (p_indptr, p_order, p_dup), (q_indptr, q_order, _) = probe.result(), qual.result()
+        (p_indptr, p_order, p_dup), (q_indptr, q_order, q_dup) = probe.result(), qual.result()
     if dup >= 0:
         u = np.searchsorted(user_indptr, dup, side="right") - 1
         raise DataFormatError(
@@ -478,6 +526,10 @@ def _build(raw: RawPrize, writer: ArrayWriter | None) -> PrizeData:
     if p_dup >= 0:
         raise DataFormatError(f"{_where(raw, 'probe', p_dup)}: user {raw.probe_user[p_dup]} and movie "
                               f"{raw.probe_item[p_dup]} are listed more than once")
+    if q_dup >= 0:
+        raise DataFormatError(f"{_where(raw, 'qual', q_dup)}: user {raw.qual_user[q_dup]} and movie "
+                              f"{raw.qual_item[q_dup]} are listed more than once; each qualifying pair may "
+                              f"occur once")
     probe_rows = np.empty(len(probe_user), np.int64)
     q_rows = np.empty(len(qual_user), np.int64)
     kernels.in_threads(kernels.match_pairs, kernels.group_cuts(user_indptr), user_indptr, item,

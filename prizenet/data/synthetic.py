@@ -80,8 +80,12 @@ def _rowdot(p, q, u, i, chunk=4_000_000):
 
 def write_prize(out: str | Path, users: int, items: int, ratings: int, seed: int = 0,
                 holdout_k: int = 9, n_factors: int = 8) -> dict:
-    """Write a synthetic dataset in the original Netflix layout; returns its counts."""
+    """Write a synthetic dataset in the original Netflix layout into ``out``, which must
+    be new or empty (old mv_*.txt files would mix in silently); returns its counts."""
     out = Path(out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise FileExistsError(f"{out}: exists and is not an empty folder; files already there would mix into the "
+                              f"new data set. Choose a new folder (or replace it: make_synthetic.py --force)")
     cols = generate(users, items, ratings, seed, n_factors)
     part = holdout(cols["customer"], cols["day"], "recent", holdout_k, seed=seed + 1)
     train = np.flatnonzero(part <= PROBE)
@@ -125,12 +129,12 @@ def write_prize(out: str | Path, users: int, items: int, ratings: int, seed: int
 
 
 def load_synthetic(users: int = 3000, items: int = 600, ratings: int = 200_000, seed: int = 0,
-                   n_factors: int = 8, cache_dir: str | Path | None = None):
+                   n_factors: int = 8, cache_dir: str | Path | None = None, rebuild: bool = False):
     """The synthetic Prize for these arguments, generated on first use into the cache dir.
 
     The files go to ``<cache>/synthetic-u{users}-i{items}-r{ratings}-k{n_factors}-s{seed}``
     (written in a temporary folder and renamed: an interrupted run leaves nothing half
-    written); later calls load the cache.
+    written); later calls load the cache. ``rebuild`` writes the files and the cache again.
     """
     import os
 
@@ -138,6 +142,7 @@ def load_synthetic(users: int = 3000, items: int = 600, ratings: int = 200_000, 
 
     root = Path(cache_dir or os.environ.get("PRIZENET_CACHE") or Path.home() / ".cache" / "prizenet")
     target = root / f"synthetic-u{users}-i{items}-r{ratings}-k{n_factors}-s{seed}"
-    if not (target / "qualifying.txt").exists():
-        publish(target, lambda out: write_prize(out, users, items, ratings, seed=seed, n_factors=n_factors))
-    return load_prize(target, format="netflix", cache_dir=cache_dir, name=target.name)
+    if rebuild or not (target / "qualifying.txt").exists():
+        publish(target, lambda out: write_prize(out, users, items, ratings, seed=seed, n_factors=n_factors),
+                replace=rebuild)
+    return load_prize(target, format="netflix", cache_dir=cache_dir, name=target.name, rebuild=rebuild)

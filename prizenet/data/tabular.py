@@ -18,12 +18,33 @@ from .fastio import DataFormatError
 
 @dataclass
 class Table:
-    """Raw rating columns: ids as found, ratings as floats, days since 1970-01-01."""
+    """Raw rating columns: ids as found (items integers, users integers or strings), ratings
+    as floats, days since 1970-01-01;
+    row k came from line ``k + first_line`` of ``path`` (for error messages)."""
 
     user: np.ndarray
     item: np.ndarray
     rating: np.ndarray
     day: np.ndarray
+    path: str = "ratings"
+    first_line: int = 1
+
+    def check(self, rating_scale: tuple[float, float], max_span_days: int) -> None:
+        """Refuse ratings off the scale (or between half stars) and dates that span more than
+        ``max_span_days``, naming the file, line and value."""
+        lo, hi = rating_scale
+        r = self.rating
+        bad = (r < lo) | (r > hi) | (r * 2 != np.round(r * 2))
+        if bad.any():
+            k = int(np.argmax(bad))
+            raise DataFormatError(f"{self.path}, line {k + self.first_line}: rating {r[k]:g} is outside the rating "
+                                  f"scale [{lo:g}, {hi:g}] in half-star steps ({int(bad.sum())} such ratings)")
+        if self.day.size and int(self.day.max()) - int(self.day.min()) >= max_span_days:
+            median = np.median(self.day)
+            k = int(np.argmax(np.abs(self.day - median)))  # the date furthest from the rest
+            date = np.datetime64(int(self.day[k]), "D")
+            raise DataFormatError(f"{self.path}, line {k + self.first_line}: date {date} lies too far from the "
+                                  f"others (the dates may span at most {max_span_days} days); check its timestamp")
 
 
 def read_table(
@@ -36,11 +57,14 @@ def read_table(
     sep: str | None = None,
     header: bool = True,
     data: bytes | None = None,
+    string_users: bool = True,
 ) -> Table:
     """Read a ratings table; ``sep`` defaults by extension (.tsv tab, else comma).
 
     With ``header=False`` the columns are named by position (0, 1, ...). ``data`` passes the
     file's bytes already read (for separators pandas' C parser cannot take, such as '::').
+    ``string_users=False`` refuses non-integer user ids too (MovieLens ids are integers:
+    one that is not is a damaged line, not a string id).
     """
     path = Path(path)
     if not path.is_file() and data is None:
@@ -97,15 +121,24 @@ def read_table(
         day = dates.to_numpy().astype("datetime64[D]").astype(np.int64).astype(np.int32)
     else:
         day = np.zeros(len(frame), np.int32)
-    return Table(_ids(frame[user_col]), _ids(frame[item_col]), out["rating"].astype(np.float64), day)
+    return Table(_ids(frame[user_col], path, first_line, user_col, strings=string_users),
+                 _ids(frame[item_col], path, first_line, item_col, strings=False),
+                 out["rating"].astype(np.float64), day, str(path), first_line)
 
 
-def _ids(column: pd.Series) -> np.ndarray:
-    """Integer ids when every id is an integer, else the strings themselves."""
+def _ids(column: pd.Series, path: Path, first_line: int, name, strings: bool) -> np.ndarray:
+    """Integer ids when every id is an integer; else, with ``strings`` (users), the strings
+    themselves. Item ids must be integers: the Prize's submission format names movies by
+    number (``123:``), so a string movie id would fail only after training, in the writer."""
     if column.dtype.kind in "iu":
         return column.to_numpy(dtype=np.int64)
     numeric = pd.to_numeric(column, errors="coerce")
-    if not numeric.isna().any() and (numeric == np.floor(numeric)).all():
+    bad = (numeric.isna() | (numeric != np.floor(numeric)) | (numeric.abs() >= 2**63)).to_numpy()
+    if not bad.any():
         return numeric.to_numpy(dtype=np.int64)
-    return column.to_numpy(dtype=str)
-
+    if strings:
+        return column.to_numpy(dtype=str)
+    k = int(np.argmax(bad))
+    raise DataFormatError(f"{path}, line {k + first_line}: column {name!r} should be an integer id, got "
+                          f"{column.iloc[k]!r} ({int(bad.sum())} such ids). Item ids must be integers (the Prize's "
+                          f"submission format names movies by number): map them to integers first")

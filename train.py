@@ -39,7 +39,7 @@ from prizenet.models.tables import recording, zero_unseen
 from prizenet.optim import RowOptimizer
 from prizenet.training import (check_finite, claim_run_dir, config_diff, find_checkpoint, flat_hparams,
                                load_checkpoint, load_weights, log_histograms, pick_device, predict, rmse,
-                               save_checkpoint, save_npy, write_json, write_run_config)
+                               remove_temporaries, save_checkpoint, save_npy, write_json, write_run_config)
 
 log = logging.getLogger("prizenet")
 
@@ -72,6 +72,7 @@ def train(cfg: DictConfig, out: Path, hydra_cfg: DictConfig | None = None) -> di
     resume = src = None
     if tc.resume:
         src = find_checkpoint(tc.resume)
+        remove_temporaries(src.parent)  # partial checkpoints of the killed run being resumed
         resume = load_checkpoint(src, device)
         _check_same_run(resume["config"], cfg, src)
     # Resuming into the stopped run's own folder keeps its .hydra/ (the run's identity);
@@ -127,6 +128,7 @@ def train(cfg: DictConfig, out: Path, hydra_cfg: DictConfig | None = None) -> di
         "model_config": OmegaConf.to_container(cfg.model, resolve=True),
         "dataset": data.meta.get("name"),
         "split": data.split_id(),  # scripts/blend.py blends only runs of one split
+        "rating_scale": list(data.rating_scale),  # leaderboard.py --answers judges on it
         "probe_rmse": probe_rmse,
         "best_epoch": best["epoch"],
         "epochs_run": len(hist1),

@@ -85,7 +85,17 @@ def load_run(path: Path) -> Run:
         f = path / "predictions" / f"{name}.npy"
         if not f.is_file():
             raise FileNotFoundError(f"{f}: missing; blending needs both predictions of a finished run")
-        pred[name] = np.load(f)
+        try:
+            a = np.load(f, allow_pickle=False)
+        except (ValueError, OSError, EOFError) as e:
+            raise ValueError(f"{f}: not a readable .npy array ({str(e).splitlines()[0]})") from None
+        if a.ndim != 1 or a.dtype.kind != "f":
+            raise ValueError(f"{f}: expected one float prediction per pair, got a {a.dtype} array of shape {a.shape}")
+        bad = ~np.isfinite(a)
+        if bad.any():
+            raise ValueError(f"{f}: {int(bad.sum())} predictions are NaN or infinite (the first at row "
+                             f"{int(np.argmax(bad))}); that run cannot be blended")
+        pred[name] = a
     return Run(path, metrics, pred["probe"], pred["qualifying"], overrides)
 
 

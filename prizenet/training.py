@@ -141,7 +141,12 @@ def claim_run_dir(out: Path, resuming: bool) -> None:
             (out / ".hydra").mkdir()
         except FileExistsError:
             raise RunDirError(f"{out} was claimed by another run a moment ago; {hint}") from None
-    for tmp in out.rglob(".*.part"):
+    remove_temporaries(out)
+
+
+def remove_temporaries(folder: Path) -> None:
+    """The ``.NAME.*.part`` files (:func:`atomic_write`'s) that a killed run left under ``folder``."""
+    for tmp in folder.rglob(".*.part"):
         tmp.unlink(missing_ok=True)
 
 

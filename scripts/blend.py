@@ -26,19 +26,32 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from prizenet.blend import MLPBlend, load_runs, meta_features, mlp_cv, ridge_cv, ridge_fit, ridge_pick  # noqa: E402
 from prizenet.data import DataFormatError, write_submission  # noqa: E402
+from prizenet.data.cache import load_from_config  # noqa: E402
 from prizenet.data.submission import atomic_write  # noqa: E402
 from prizenet.training import rmse, save_npy, write_json  # noqa: E402
 
 
 def load_data(run_path: Path):
-    """The dataset a run was trained on, from its saved Hydra config."""
-    from hydra.utils import instantiate
+    """The dataset a run was trained on, from its saved Hydra config's ``data`` fields
+    (validated: only prizenet's own loaders, never what the file names)."""
     from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
 
     cfg_file = run_path / ".hydra" / "config.yaml"
     if not cfg_file.is_file():
         raise FileNotFoundError(f"{cfg_file}: missing; blending reads the run's data config from it")
-    return instantiate(OmegaConf.load(cfg_file).data)
+    try:
+        cfg = OmegaConf.to_container(OmegaConf.load(cfg_file), resolve=True)
+    except (OmegaConfBaseException, ValueError, OSError) as e:
+        raise ValueError(f"{cfg_file}: not a readable run config ({str(e).splitlines()[0]})") from None
+    return load_from_config(cfg.get("data") if isinstance(cfg, dict) else None, str(cfg_file))
+
+
+def _folds(text: str) -> int:
+    k = int(text) if text.strip().lstrip("-").isdigit() else None
+    if k is None or k < 2:
+        raise argparse.ArgumentTypeError(f"{text!r}: k-fold cross-validation needs an integer k >= 2")
+    return k
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -46,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("runs", nargs="+", help="run folders, or folders holding runs (a multirun sweep)")
     ap.add_argument("--out", type=Path, default=None, help="default: outputs/blends/DATE_TIME")
     ap.add_argument("--blender", choices=("ridge", "mlp"), default="ridge", help="which blend writes the submission")
-    ap.add_argument("--folds", type=int, default=5, help="k of the k-fold cross-validation on the probe")
+    ap.add_argument("--folds", type=_folds, default=5, help="k of the k-fold cross-validation on the probe (>= 2)")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
@@ -55,17 +68,19 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    from hydra.errors import InstantiationException
-
     try:
         data = load_data(runs[0].path)
-    except (FileNotFoundError, DataFormatError, InstantiationException) as e:
+    except (FileNotFoundError, DataFormatError, ValueError) as e:
         print(f"error: loading the data of {runs[0].path}: {e}\n(relative data paths are read from the current "
               f"folder: run blend.py where train.py ran)", file=sys.stderr)
         return 2
     if data.split_id() != runs[0].metrics["split"]:
         print(f"error: the data of {runs[0].path} (its .hydra/config.yaml) no longer matches the split its runs "
               f"were trained on", file=sys.stderr)
+        return 2
+    if len(data.probe_rows) < 2 * args.folds:
+        print(f"error: --folds {args.folds} needs at least {2 * args.folds} probe ratings; the data has "
+              f"{len(data.probe_rows)}", file=sys.stderr)
         return 2
     out = args.out or Path("outputs") / "blends" / time.strftime("%Y-%m-%d_%H-%M-%S")
     lo, hi = data.rating_scale
@@ -94,6 +109,7 @@ def main(argv: list[str] | None = None) -> int:
         "blender": chosen,
         "split": runs[0].metrics["split"],
         "dataset": runs[0].metrics.get("dataset"),
+        "rating_scale": [lo, hi],
         "folds": args.folds,
         "cv_probe_rmse": cv,
         "best_single": {"run": str(best.path), "probe_rmse": best.probe_rmse},

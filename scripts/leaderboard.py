@@ -4,7 +4,7 @@
     python scripts/leaderboard.py outputs multirun
     python scripts/leaderboard.py multirun/2026-11-23/10-00-00 --answers data/synthetic/answers.csv
 
-Lists each run (a folder with metrics.json) with its model, the overrides it was started
+Lists each run (a folder with metrics.json), one table per dataset and split, with its model, the overrides it was started
 with (its key hyper-parameters), probe RMSE, best epoch and fit seconds; blends written by
 scripts/blend.py are listed with their cross-validated probe RMSE. With ``--answers`` each
 ``submission.txt`` is also judged (quiz and test RMSE), as scripts/score.py does one.
@@ -30,20 +30,24 @@ def rows(folders: list[Path], answers: Path | None) -> list[dict]:
     out = []
     for path in find_runs(folders):
         m, overrides = run_info(path)  # metrics only: the predictions are not read
-        out.append({"run": str(path), "model": m.get("model"), "dataset": m.get("dataset"),
+        out.append({"run": str(path), "model": m.get("model"), "dataset": m.get("dataset"), "split": m.get("split"),
+                    "rating_scale": m.get("rating_scale"),
                     "overrides": [o for o in overrides if not o.lstrip("+~").startswith(QUIET)],
                     "probe_rmse": float(m["probe_rmse"]), "best_epoch": m.get("best_epoch"),
                     "fit_seconds": sum(m.get("fit_seconds", {}).values())})
     for f in sorted({b for p in folders for b in Path(p).rglob("blend.json")}):
         b = json.loads(f.read_text())
         out.append({"run": str(f.parent.resolve()), "model": f"blend ({b['blender']}, {len(b['runs'])} runs)",
-                    "dataset": b.get("dataset"), "overrides": [], "probe_rmse": b["cv_probe_rmse"][b["blender"]],
+                    "dataset": b.get("dataset"), "split": b.get("split"), "rating_scale": b.get("rating_scale"),
+                    "overrides": [], "probe_rmse": b["cv_probe_rmse"][b["blender"]],
                     "best_epoch": None, "fit_seconds": b.get("seconds")})
     if answers is not None:
         for r in out:
-            s = score(Path(r["run"]) / "submission.txt", answers)
+            scale = tuple(r["rating_scale"]) if r.get("rating_scale") else None
+            s = score(Path(r["run"]) / "submission.txt", answers, rating_scale=scale)
             r["quiz_rmse"], r["test_rmse"] = s["quiz_rmse"], s["test_rmse"]
-    return sorted(out, key=lambda r: r["probe_rmse"])
+    # One table per dataset and split: probe RMSEs of different data do not rank against each other.
+    return sorted(out, key=lambda r: (str(r["dataset"]), str(r["split"]), r["probe_rmse"]))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -66,18 +70,23 @@ def main(argv: list[str] | None = None) -> int:
     judged = args.answers is not None
     head = "| # | run | model | overrides | probe RMSE |" + (" quiz RMSE | test RMSE |" if judged else "") \
         + " best epoch | fit s |"
-    print(head)
-    print("|" + "---|" * (head.count("|") - 1))
     cwd = Path.cwd()
     fmt = lambda x, p=4: "" if x is None else f"{x:.{p}f}"  # noqa: E731
-    for k, r in enumerate(table, 1):
-        run = Path(r["run"])
-        name = run.relative_to(cwd) if run.is_relative_to(cwd) else run
-        cells = [str(k), str(name), str(r["model"]), " ".join(r["overrides"]), fmt(r["probe_rmse"])]
-        if judged:
-            cells += [fmt(r["quiz_rmse"]), fmt(r["test_rmse"])]
-        cells += ["" if r["best_epoch"] is None else str(r["best_epoch"]), fmt(r["fit_seconds"], 1)]
-        print("| " + " | ".join(cells) + " |")
+    groups: dict = {}
+    for r in table:
+        groups.setdefault((r["dataset"], r["split"]), []).append(r)
+    for n, ((dataset, split), group) in enumerate(groups.items()):
+        print(("\n" if n else "") + f"## {dataset} (split {split}): {len(group)} runs")
+        print(head)
+        print("|" + "---|" * (head.count("|") - 1))
+        for k, r in enumerate(group, 1):
+            run = Path(r["run"])
+            name = run.relative_to(cwd) if run.is_relative_to(cwd) else run
+            cells = [str(k), str(name), str(r["model"]), " ".join(r["overrides"]), fmt(r["probe_rmse"])]
+            if judged:
+                cells += [fmt(r["quiz_rmse"]), fmt(r["test_rmse"])]
+            cells += ["" if r["best_epoch"] is None else str(r["best_epoch"]), fmt(r["fit_seconds"], 1)]
+            print("| " + " | ".join(cells) + " |")
     return 0
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from prizenet.data.cache import publish  # noqa: E402
 from prizenet.data.synthetic import write_prize  # noqa: E402
 
 
@@ -26,9 +27,23 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--ratings", type=int, default=1_000_000)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--factors", type=int, default=8, help="rank of the planted taste")
+    ap.add_argument("--force", action="store_true",
+                    help="replace --out if it exists (the new set is written beside it, then swapped in)")
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
-    info = write_prize(args.out, args.users, args.items, args.ratings, args.seed, n_factors=args.factors)
+    info = {}
+
+    def write(out: Path) -> None:
+        info.update(write_prize(out, args.users, args.items, args.ratings, args.seed, n_factors=args.factors))
+
+    try:
+        if args.force:
+            publish(args.out, write, replace=True)
+        else:
+            write(args.out)
+    except (FileExistsError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     info["seconds"] = round(time.perf_counter() - t0, 2)
     print(json.dumps(info))
     return 0

@@ -142,7 +142,9 @@ def test_leaderboard_lists_the_runs_of_a_multirun_best_first(sweep, synthetic_sr
         assert r["quiz_rmse"] == pytest.approx(m["quiz_rmse"], abs=2e-3)  # the file holds 3 decimals
     assert leaderboard.main([str(sweep)]) == 0
     text = capsys.readouterr().out
-    assert text.splitlines()[0].startswith("| # | run | model") and text.count("\n") == 2 + len(table)
+    lines = text.splitlines()  # one dataset and split: its heading, then the table
+    assert lines[0].startswith("## ") and "split" in lines[0] and lines[1].startswith("| # | run | model")
+    assert text.count("\n") == 3 + len(table)
 
 
 def test_leaderboard_lists_a_blend_with_its_cross_validated_rmse(sweep, tmp_path, capsys):

@@ -82,18 +82,79 @@ def write_answers(path: str | Path, movie_ids, customer_ids, dates, ratings, par
     atomic_write(path, [frame.to_csv(index=False).encode()])
 
 
-def read_answers(path: str | Path) -> pd.DataFrame:
-    # subset as a category: two distinct strings, not 2.8M str objects at Prize scale
-    frame = pd.read_csv(path, dtype={"movie_id": np.int64, "customer_id": np.int64, "rating": np.float64,
-                                     "subset": "category"})
-    need = {"movie_id", "customer_id", "rating", "subset"}
-    if not need <= set(frame.columns):
-        raise DataFormatError(f"{path}: an answer key needs the columns {sorted(need)}, has {list(frame.columns)}")
+def read_answers(path: str | Path, rating_scale: tuple[float, float] | None = None) -> pd.DataFrame:
+    """An answer key, checked: every line's movie and customer an integer, its rating a
+    number within ``rating_scale`` (default: 1-5, or 0.5-5 when the key holds half stars
+    or ratings below 1), its subset ``quiz`` or ``test``, and the movies in blocks as in
+    qualifying.txt. Each problem names the key's file and line."""
+    need = ["movie_id", "customer_id", "rating", "subset"]
+    try:
+        # subset as a category: two distinct strings, not 2.8M str objects at Prize scale
+        # (customer ids may be strings: a CSV source's user ids; they are not scored)
+        frame = pd.read_csv(path, dtype={"movie_id": np.int64, "rating": np.float64, "subset": "category"})
+    except (ValueError, pd.errors.ParserError, UnicodeDecodeError) as e:
+        frame = _answers_as_text(path, need, e)  # locates the bad value, or raises
+    except OSError as e:
+        raise DataFormatError(f"{path}: cannot be read as an answer key ({e})") from None
+    if not set(need) <= set(frame.columns):
+        raise DataFormatError(f"{path}: an answer key needs the columns {need}, has {list(frame.columns)}")
+    line = lambda k: int(k) + 2  # noqa: E731 - the header is line 1
+    rating = frame["rating"].to_numpy()
+    if (bad := ~np.isfinite(rating)).any():
+        k = np.argmax(bad)
+        raise DataFormatError(f"{path}, line {line(k)}: rating {rating[k]} is not a number ({int(bad.sum())} such)")
+    if rating_scale is None:
+        rating_scale = (0.5, 5.0) if rating.size and (rating.min() < 1 or (rating != np.floor(rating)).any()) \
+            else (1.0, 5.0)
+    lo, hi = rating_scale
+    if (bad := (rating < lo) | (rating > hi)).any():
+        k = np.argmax(bad)
+        raise DataFormatError(f"{path}, line {line(k)}: rating {rating[k]:g} is outside the rating scale "
+                              f"[{lo:g}, {hi:g}] ({int(bad.sum())} such); give the data's scale if it differs")
+    subset = frame["subset"].astype(str).str.strip()
+    if (bad := ~subset.isin(["quiz", "test"]).to_numpy()).any():
+        k = np.argmax(bad)
+        raise DataFormatError(f"{path}, line {line(k)}: subset {frame['subset'].iloc[k]!r}; expected 'quiz' or 'test'")
+    frame["subset"] = subset.astype("category")
+    movie = frame["movie_id"].to_numpy()
+    ids, _ = _runs(movie)
+    if len(np.unique(ids)) != len(ids):  # a movie in two places: not qualifying.txt's blocks
+        starts = np.concatenate([[0], np.flatnonzero(np.diff(movie)) + 1])
+        seen: dict = {}
+        for k, m in zip(starts, ids):
+            if m in seen:
+                raise DataFormatError(
+                    f"{path}, line {line(k)}: movie {m} starts a second block (its first began at line "
+                    f"{line(seen[m])}); an answer key lists the qualifying pairs in qualifying.txt's order, "
+                    f"each movie's in one block")
+            seen[m] = k
+    frame.attrs["rating_scale"] = (float(lo), float(hi))
     return frame
 
 
-def check_against(path: str | Path, movie: np.ndarray, expected_movie: np.ndarray) -> None:
-    """A submission must have the qualifying set's blocks, in order, with the same counts."""
+def _answers_as_text(path, need: list[str], error: Exception) -> pd.DataFrame:
+    """The key read as text, to name the line whose value did not parse."""
+    try:
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (ValueError, pd.errors.ParserError, UnicodeDecodeError) as e:
+        raise DataFormatError(f"{path}: not a CSV answer key ({str(e).splitlines()[0]})") from None
+    if not set(need) <= set(frame.columns):
+        raise DataFormatError(f"{path}: an answer key needs the columns {need}, has {list(frame.columns)}")
+    for col, integer in (("movie_id", True), ("rating", False)):
+        values = pd.to_numeric(frame[col], errors="coerce")
+        bad = values.isna() | ((values != np.floor(values)) if integer else False)
+        if bad.any():
+            k = int(np.argmax(bad.to_numpy()))
+            kind = "an integer" if integer else "a number"
+            raise DataFormatError(f"{path}, line {k + 2}: {col} should be {kind}, got {frame[col].iloc[k]!r}")
+        frame[col] = values.astype(np.int64 if integer else np.float64)
+    return frame
+
+
+def check_against(path: str | Path, movie: np.ndarray, expected_movie: np.ndarray,
+                  expected_from: str = "the qualifying set") -> None:
+    """A submission must have the qualifying set's blocks, in order, with the same counts;
+    ``expected_from`` names where the expected blocks come from (an answer key's path)."""
     exp_ids, exp_counts = _runs(expected_movie)
     got_ids, got_counts = _runs(movie)
     n = min(len(exp_ids), len(got_ids))
@@ -102,12 +163,12 @@ def check_against(path: str | Path, movie: np.ndarray, expected_movie: np.ndarra
         k = int(bad[0])
         raise DataFormatError(
             f"{path}: movie block {k + 1} is '{got_ids[k]}:' with {got_counts[k]} predictions; "
-            f"expected '{exp_ids[k]}:' with {exp_counts[k]}"
+            f"expected '{exp_ids[k]}:' with {exp_counts[k]}, as {expected_from} lists it"
         )
     if len(exp_ids) != len(got_ids):
         raise DataFormatError(
             f"{path}: {len(got_ids)} movie blocks ({len(movie)} predictions); expected "
-            f"{len(exp_ids)} blocks ({len(expected_movie)} predictions)"
+            f"{len(exp_ids)} blocks ({len(expected_movie)} predictions), as {expected_from} lists them"
         )
 
 
@@ -122,16 +183,26 @@ def rmse(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.sqrt(np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2)))
 
 
-def score(submission: str | Path, answers: str | Path, reference: float = CINEMATCH_QUIZ_RMSE) -> dict:
-    """Quiz, test and overall RMSE of a submission, and the quiz improvement over ``reference``."""
-    key = read_answers(answers)
+def score(submission: str | Path, answers: str | Path, reference: float = CINEMATCH_QUIZ_RMSE,
+          rating_scale: tuple[float, float] | None = None) -> dict:
+    """Quiz, test and overall RMSE of a submission, and the quiz improvement over ``reference``.
+
+    The answer key is checked first (:func:`read_answers`), so a damaged key is not blamed
+    on the submission. Predictions outside the rating scale are clipped to it, as the
+    Prize's judge did; ``clipped`` counts them.
+    """
+    key = read_answers(answers, rating_scale)
+    lo, hi = key.attrs["rating_scale"]
     movie, pred = read_submission(submission)
-    check_against(submission, movie, key["movie_id"].to_numpy())
+    check_against(submission, movie, key["movie_id"].to_numpy(), f"the answer key {answers}")
+    clipped = int(((pred < lo) | (pred > hi)).sum())
+    pred = np.clip(pred, lo, hi)
     truth = key["rating"].to_numpy()
     quiz = (key["subset"] == "quiz").to_numpy()
     out = {"quiz_rmse": rmse(pred[quiz], truth[quiz]) if quiz.any() else None,
            "test_rmse": rmse(pred[~quiz], truth[~quiz]) if (~quiz).any() else None,
-           "rmse": rmse(pred, truth), "n": int(len(pred)), "reference": reference}
+           "rmse": rmse(pred, truth), "n": int(len(pred)), "reference": reference,
+           "rating_scale": [lo, hi], "clipped": clipped}
     base = out["quiz_rmse"] if out["quiz_rmse"] is not None else out["rmse"]
     out["improvement_pct"] = 100.0 * (reference - base) / reference
     return out

@@ -72,7 +72,7 @@ def train(cfg: DictConfig, out: Path, hydra_cfg: DictConfig | None = None) -> di
     resume = src = None
     if tc.resume:
         src = find_checkpoint(tc.resume)
-        remove_temporaries(src.parent)  # partial checkpoints of the killed run being resumed
+        remove_temporaries(src.parent, ".*.pt.*.part")  # partial checkpoints of the killed run being resumed
         resume = load_checkpoint(src, device)
         _check_same_run(resume["config"], cfg, src)
     # Resuming into the stopped run's own folder keeps its .hydra/ (the run's identity);
@@ -92,8 +92,9 @@ def train(cfg: DictConfig, out: Path, hydra_cfg: DictConfig | None = None) -> di
              f"{len(data.probe_rows):,}", f"{len(data.qual_user):,}", device)
     # A resumed run hides the events of epochs after its checkpoint (logged, then lost in a
     # kill before the checkpoint landed), so no epoch appears twice.
-    purge = None if resume is None else len(resume["phase1_history"] or []) * (resume["phase"] == 2) \
-        + resume["epoch"] + 1
+    purge = None
+    if resume is not None:  # TensorBoard steps run on across phases (phase 2 after phase 1's epochs)
+        purge = (len(resume["phase1_history"]) if resume["phase"] == 2 else 0) + resume["epoch"] + 1
     writer = SummaryWriter(str(out / "tensorboard"), purge_step=purge)
 
     # Phase 1: train minus probe, probe RMSE each epoch, keep the best epoch.
@@ -282,7 +283,7 @@ def _run_config(cfg: DictConfig) -> dict:
 
 def _check_same_run(saved: dict, cfg: DictConfig, src: Path) -> None:
     now = _run_config(cfg)
-    diff = config_diff(saved, now)
+    diff = config_diff(*({k: c.get(k) for k in ("seed", "data", "model", "trainer")} for c in (saved, now)))
     if diff:
         groups = sorted({k.split(".")[0] for k, _, _ in diff})
         shown = "; ".join(f"{k} is {a!r} there, {b!r} here" for k, a, b in diff[:5])

@@ -85,10 +85,9 @@ class Rule:
     def problem(self, value) -> str | None:
         if self.choices is not None:
             return None if value in self.choices else f"one of {', '.join(map(str, self.choices))}"
-        if self.lo is not None and (value <= self.lo if self.lo_open else value < self.lo) \
-                or self.hi is not None and value >= self.hi:
-            return self.describe()
-        return None
+        below = self.lo is not None and (value <= self.lo if self.lo_open else value < self.lo)
+        above = self.hi is not None and value >= self.hi
+        return self.describe() if below or above else None
 
     def describe(self) -> str:
         parts = []

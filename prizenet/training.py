@@ -141,13 +141,15 @@ def claim_run_dir(out: Path, resuming: bool) -> None:
             (out / ".hydra").mkdir()
         except FileExistsError:
             raise RunDirError(f"{out} was claimed by another run a moment ago; {hint}") from None
-    remove_temporaries(out)
+    remove_temporaries(out, "**/.*.part")
 
 
-def remove_temporaries(folder: Path) -> None:
-    """The ``.NAME.*.part`` files (:func:`atomic_write`'s) that a killed run left under ``folder``."""
-    for tmp in folder.rglob(".*.part"):
-        tmp.unlink(missing_ok=True)
+def remove_temporaries(folder: Path, pattern: str) -> None:
+    """The ``.NAME.*.part`` files (:func:`atomic_write`'s) matching ``pattern`` in ``folder``
+    that a killed run left."""
+    for tmp in folder.glob(pattern):
+        if tmp.is_file():
+            tmp.unlink(missing_ok=True)
 
 
 def write_run_config(out: Path, cfg, hydra_cfg=None) -> None:

@@ -413,10 +413,10 @@ def test_an_answer_key_beside_movielens_files_keeps_the_cache(tmp_path):
 
 
 def test_cache_files_and_folders_honour_the_umask(synthetic):
-    from prizenet.data.submission import FILE_MODE
+    from prizenet.data.submission import FILE_MODE, UMASK
 
     cache = Path(load_prize(synthetic).meta["cache"])
-    assert cache.stat().st_mode & 0o777 == 0o777 & ~(0o666 & ~FILE_MODE)
+    assert cache.stat().st_mode & 0o777 == 0o777 & ~UMASK
     assert (cache / "meta.json").stat().st_mode & 0o777 == FILE_MODE
 
 

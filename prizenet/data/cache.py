@@ -24,6 +24,7 @@ from pathlib import Path
 from . import kernels, movielens, netflix
 from .prize import CacheError, PrizeData, RawPrize, build
 from .splits import split_table
+from .submission import UMASK
 from .tabular import read_table
 
 CACHE_VERSION = 4  # 4: manifest.json (sizes, checksums); 3: training rows by user (a CSR)
@@ -145,7 +146,7 @@ def publish(target: Path, write, replace: bool = False) -> None:
         raise _write_error(target, e) from None
     try:
         write(tmp / "out")
-        os.chmod(tmp / "out", 0o777 & ~_umask())
+        os.chmod(tmp / "out", 0o777 & ~UMASK)
         if replace and target.is_dir():
             shutil.rmtree(target)
         try:
@@ -159,15 +160,10 @@ def publish(target: Path, write, replace: bool = False) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _umask() -> int:
-    from .submission import FILE_MODE
-
-    return 0o666 & ~FILE_MODE
-
-
 def _write_error(target: Path, e: OSError) -> OSError:
-    return type(e)(e.errno, f"cannot write {target.name} into {target.parent} ({e.strerror or e}); give a writable "
-                            f"folder with room: data.cache_dir=... or $PRIZENET_CACHE")
+    message = (f"cannot write {target.name} into {target.parent} ({e.strerror or e}); give a writable folder "
+               f"with room: data.cache_dir=... or $PRIZENET_CACHE")
+    return type(e)(e.errno, message) if e.errno is not None else OSError(message)
 
 
 def _prune(root: Path, fmt: str, keep: Path, source: str, options: dict) -> None:

@@ -30,7 +30,8 @@ def _umask() -> int:
     return mask
 
 
-FILE_MODE = 0o666 & ~_umask()  # what open() would give: shared folders stay readable to colleagues
+UMASK = _umask()
+FILE_MODE = 0o666 & ~UMASK  # what open() would give: shared folders stay readable to colleagues
 
 
 def atomic_write(path: str | Path, pieces) -> None:

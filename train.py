@@ -27,21 +27,28 @@ import hydra
 import numpy as np
 import torch
 from hydra.core.hydra_config import HydraConfig
+from hydra.errors import InstantiationException
+from hydra.types import RunMode
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.tensorboard import SummaryWriter
 from tqdm.auto import tqdm
 
-from prizenet.config import check_config
-from prizenet.data import Batch, PrizeData, RatingLoader, write_submission
+from prizenet.config import ConfigError, check_config
+from prizenet.data import Batch, DataFormatError, PrizeData, RatingLoader, write_submission
+from prizenet.data.prize import CacheError
 from prizenet.models import model_inputs
 from prizenet.models.tables import recording, zero_unseen
 from prizenet.optim import RowOptimizer
-from prizenet.training import (check_finite, claim_run_dir, config_diff, find_checkpoint, flat_hparams,
-                               load_checkpoint, load_weights, log_histograms, pick_device, predict, rmse,
-                               remove_temporaries, save_checkpoint, save_npy, write_json, write_run_config)
+from prizenet.training import (CheckpointError, RunDirError, check_finite, claim_run_dir, config_diff,
+                               find_checkpoint, flat_hparams, load_checkpoint, load_weights, log_histograms,
+                               pick_device, predict, remove_temporaries, rmse, save_checkpoint, save_npy, write_json,
+                               write_run_config)
 
 log = logging.getLogger("prizenet")
+# What a user can fix from the message alone (a setting, a file, a folder, a diverged run).
+USER_ERRORS = (ConfigError, CheckpointError, RunDirError, DataFormatError, CacheError, FileNotFoundError,
+               FloatingPointError)
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
@@ -50,6 +57,11 @@ def main(cfg: DictConfig) -> float:
     out = Path(hc.runtime.output_dir)
     try:
         return train(cfg, out, hydra_cfg=hc)["probe_rmse"]
+    except USER_ERRORS as e:  # a bad setting, file or folder: its message, not a traceback
+        if hc.mode != RunMode.RUN:
+            raise  # a sweep reports each failed job itself
+        log.error("%s", e)
+        sys.exit(2)
     except KeyboardInterrupt:  # Ctrl-C: no traceback, and how to continue
         last = out / "checkpoints" / "last.pt"
         if last.is_file():
@@ -86,7 +98,12 @@ def train(cfg: DictConfig, out: Path, hydra_cfg: DictConfig | None = None) -> di
             ckpt.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(src.parent / "best.pt", ckpt / "best.pt")
         log.info("resuming phase %d after epoch %d from %s", resume["phase"], resume["epoch"], src)
-    data: PrizeData = instantiate(cfg.data)
+    try:
+        data: PrizeData = instantiate(cfg.data)
+    except InstantiationException as e:  # the loader's own message (file, line), not Hydra's wrapping
+        if isinstance(e.__cause__, USER_ERRORS):
+            raise e.__cause__ from None
+        raise
     log.info("data %s: %s ratings, %s users, %s items, %s probe, %s qualifying; device %s",
              data.meta.get("name"), f"{data.n_ratings:,}", f"{data.n_users:,}", f"{data.n_items:,}",
              f"{len(data.probe_rows):,}", f"{len(data.qual_user):,}", device)
@@ -288,7 +305,7 @@ def _check_same_run(saved: dict, cfg: DictConfig, src: Path) -> None:
         groups = sorted({k.split(".")[0] for k, _, _ in diff})
         shown = "; ".join(f"{k} is {a!r} there, {b!r} here" for k, a, b in diff[:5])
         more = f" (and {len(diff) - 5} more)" if len(diff) > 5 else ""
-        raise ValueError(f"trainer.resume: {src} was made with a different {', '.join(groups)} config: "
+        raise ConfigError(f"trainer.resume: {src} was made with a different {', '.join(groups)} config: "
                          f"{shown}{more}. Resume with the overrides of the run that wrote it")
 
 

@@ -524,3 +524,13 @@ def test_blend_checks_its_inputs_before_any_work(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         blend.main([str(a), "--folds", "1"])
     assert e.value.code == 2 and "k >= 2" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("args, message", [
+    (["trainer.batch_size=-1"], "trainer.batch_size=-1: expected >= 1"),
+    (["data=netflix", "data.root=/nonexistent/prize"], "/nonexistent/prize: no such folder"),
+])
+def test_the_command_line_reports_user_errors_without_a_traceback(tmp_path, args, message):
+    out = run_cli(*args, f"hydra.run.dir={tmp_path / 'run'}")
+    text = out.stdout + out.stderr
+    assert out.returncode == 2 and message in text and "Traceback" not in text

@@ -40,10 +40,10 @@ from prizenet.data.prize import CacheError
 from prizenet.models import model_inputs
 from prizenet.models.tables import recording, zero_unseen
 from prizenet.optim import RowOptimizer
-from prizenet.training import (CheckpointError, RunDirError, check_finite, claim_run_dir, config_diff,
-                               find_checkpoint, flat_hparams, load_checkpoint, load_weights, log_histograms,
-                               pick_device, predict, remove_temporaries, rmse, save_checkpoint, save_npy, write_json,
-                               write_run_config)
+from prizenet.training import (CheckpointError, RunDirError, ThreadTuner, check_finite, claim_run_dir,
+                               config_diff, find_checkpoint, flat_hparams, load_checkpoint, load_weights,
+                               log_histograms, pick_device, predict, remove_temporaries, rmse, save_checkpoint,
+                               save_npy, write_json, write_run_config)
 
 log = logging.getLogger("prizenet")
 # What a user can fix from the message alone (a setting, a file, a folder, a diverged run).
@@ -230,6 +230,7 @@ def fit(cfg, data: PrizeData, rows: np.ndarray, phase: int, n_epochs: int, devic
         else:
             bar = tqdm(total=len(rows), unit="rating", unit_scale=True, leave=False,
                        desc=f"phase {phase} epoch {epoch}", disable=None if tc.progress else True)
+            tuner = ThreadTuner(tc.threads, cpu=device.type == "cpu")  # CPU threads that survive contention
             for batch in loader:
                 with recording(model) as tape, autocast:
                     e = model(batch).float() - batch.rating
@@ -238,6 +239,8 @@ def fit(cfg, data: PrizeData, rows: np.ndarray, phase: int, n_epochs: int, devic
                 opt.step(tape)
                 sse += loss.detach() * 2
                 bar.update(len(batch))
+                tuner.step(len(batch))
+            tuner.close()
             bar.close()
         if device.type == "cuda":
             torch.cuda.synchronize()
@@ -294,7 +297,7 @@ def _as_batch(cols):
 def _run_config(cfg: DictConfig) -> dict:
     """What must match for a checkpoint to continue this run (everything but resume)."""
     c = OmegaConf.to_container(cfg, resolve=True)
-    c["trainer"] = {k: v for k, v in c["trainer"].items() if k not in ("resume", "progress")}
+    c["trainer"] = {k: v for k, v in c["trainer"].items() if k not in ("resume", "progress", "threads")}
     return c
 
 

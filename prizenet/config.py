@@ -64,6 +64,7 @@ class TrainerSchema:
     final_fit: bool = MISSING
     precision: str = MISSING
     eval_batch_size: int = MISSING
+    threads: int = MISSING
     progress: bool = MISSING
     histograms: bool = MISSING
     resume: Optional[str] = None
@@ -107,6 +108,7 @@ TRAINER_RULES: dict[str, Rule] = {
     "batch_size": POSITIVE_INT,
     "eval_batch_size": POSITIVE_INT,
     "patience": POSITIVE_INT,
+    "threads": NON_NEGATIVE,
     "optimizer": Rule(choices=("auto", "sgd", "adam")),
     "kernel": Rule(choices=("auto", "torch")),
     "precision": Rule(choices=("fp32", "bf16")),

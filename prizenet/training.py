@@ -9,6 +9,7 @@ import io
 import json
 import logging
 import math
+import time
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,55 @@ from .data.submission import atomic_write
 from .models.tables import SparseTable
 
 log = logging.getLogger("prizenet")
+
+
+class ThreadTuner:
+    """torch's intra-op threads for the mini-batch path on CPU, re-chosen as the machine's load changes.
+
+    torch's OpenMP threads meet at the end of every op; when another process holds one of
+    the cores, every op waits for a scheduler slice. Measured on the project's 2-core
+    machine with one competing CPU-bound process (docs/benchmarks.md): ncf fell from
+    178,000 to 43,000 ratings/s on 2 threads and kept 169,000 on 1; autorec, whose whole-item
+    batches gain from 2 threads alone (185,000 against 125,000), fell to 52,000 on 2 and kept
+    119,000 on 1. No fixed count suits both, so the tuner measures: after every ``stay``
+    batches it runs ``window`` batches on each candidate (1 thread and all of them) and keeps
+    the faster for the next ``stay``. ``threads`` > 0 fixes the count instead (and the tuner
+    does nothing), as does ``cpu=False``. :meth:`close` puts back the count it found.
+    """
+
+    def __init__(self, threads: int = 0, cpu: bool = True, window: int = 8, stay: int = 200):
+        self.initial = most = torch.get_num_threads()
+        if cpu and threads > 0:
+            torch.set_num_threads(threads)
+        # On CUDA the host threads only launch kernels: nothing to tune.
+        self.candidates = [1, most] if cpu and threads == 0 and most > 1 else [torch.get_num_threads()]
+        self.window, self.stay = window, stay
+        self.plan: list[tuple[int, bool]] = []  # (threads, a trial?) of the batches to come
+        self.rates: dict[int, list[float]] = {}  # ratings/s of this round's trial batches
+        self.trial = False  # the batch in flight is a trial
+        self.t = 0.0
+
+    def step(self, n_ratings: int) -> None:
+        """Call after each batch with its size: times it and sets the next batch's threads."""
+        if len(self.candidates) == 1:
+            return
+        now = time.perf_counter()
+        if self.trial:
+            self.rates.setdefault(torch.get_num_threads(), []).append(n_ratings / max(now - self.t, 1e-9))
+        self.t = now
+        if not self.plan:
+            if self.rates:  # a round of trials is done: stay on the faster candidate
+                best = max(self.rates, key=lambda k: sorted(self.rates[k])[len(self.rates[k]) // 2])
+                self.plan = [(best, False)] * self.stay
+                self.rates = {}
+            self.plan += [(k, True) for k in self.candidates for _ in range(self.window)]
+        threads, self.trial = self.plan.pop(0)
+        if threads != torch.get_num_threads():
+            torch.set_num_threads(threads)
+            self.t = time.perf_counter()  # the switch itself is not the batch's time
+
+    def close(self) -> None:
+        torch.set_num_threads(self.initial)
 
 
 def pick_device(name: str) -> torch.device:

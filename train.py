@@ -32,18 +32,16 @@ from hydra.types import RunMode
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.tensorboard import SummaryWriter
-from tqdm.auto import tqdm
 
 from prizenet.config import ConfigError, check_config
-from prizenet.data import Batch, DataFormatError, PrizeData, RatingLoader, write_submission
+from prizenet.data import DataFormatError, PrizeData, write_submission
 from prizenet.data.prize import CacheError
 from prizenet.models import model_inputs
-from prizenet.models.tables import recording, zero_unseen
 from prizenet.optim import RowOptimizer
-from prizenet.training import (CheckpointError, RunDirError, ThreadTuner, check_finite, claim_run_dir,
-                               config_diff, find_checkpoint, flat_hparams, load_checkpoint, load_weights,
-                               log_histograms, pick_device, predict, remove_temporaries, rmse, save_checkpoint,
-                               save_npy, write_json, write_run_config)
+from prizenet.training import (CheckpointError, RunDirError, check_finite, claim_run_dir, config_diff, epochs_for,
+                               find_checkpoint, flat_hparams, load_checkpoint, load_weights, log_histograms,
+                               pick_device, predict, remove_temporaries, rmse, save_checkpoint, save_npy, write_json,
+                               write_run_config)
 
 log = logging.getLogger("prizenet")
 # What a user can fix from the message alone (a setting, a file, a folder, a diverged run).
@@ -178,8 +176,7 @@ def make_model(cfg, data: PrizeData, rows: np.ndarray, device):
     torch.manual_seed(cfg.seed)
     model = instantiate(cfg.model, **model_inputs(get_class(cfg.model._target_), data, rows)).to(device)
     # Users and items without a training rating keep zero factors: they predict from biases.
-    zero_unseen(model, np.bincount(data.user[rows], minlength=data.n_users),
-                np.bincount(data.item[rows], minlength=data.n_items))
+    model.see(np.bincount(data.user[rows], minlength=data.n_users), np.bincount(data.item[rows], minlength=data.n_items))
     return model
 
 
@@ -190,28 +187,16 @@ def fit(cfg, data: PrizeData, rows: np.ndarray, phase: int, n_epochs: int, devic
     model = make_model(cfg, data, rows, device)
     kind = _optimizer(cfg)
     opt = RowOptimizer(model, kind)
-    als = getattr(model, "solver", "sgd") == "als"
-    # On CPU, a model's compiled one-rating-at-a-time SGD (svd, svdpp) when it has one.
-    kernel = (tc.kernel == "auto" and device.type == "cpu" and kind == "sgd"
-              and hasattr(model, "sgd_epoch") and not als)
-    if als:  # closed-form sweeps over all rows at once: no batches
-        cols = [torch.from_numpy(a[rows]).to(device) for a in (data.user, data.item)]
-        cols = [c.long() for c in cols] + [torch.from_numpy(data.rating_x2[rows]).to(device).float() * 0.5]
-    else:
-        loader = RatingLoader(data, rows, tc.batch_size, device, seed=cfg.seed,
-                              group_by=getattr(model, "group_by", None))
+    epochs = epochs_for(model, data, rows, device, kind, opt, tc, cfg.seed)  # closed form, CPU kernel or batches
     history, start = [], 0
     if resume is not None:  # a checkpoint of this phase: continue after its epoch
         load_weights(model, resume, device)
         opt.load_state_dict(resume["optimizer"])
         torch.set_rng_state(resume["torch_rng"])
         history, start = resume["history"], resume["epoch"]
-        if not als:
-            loader.epoch = start  # the next epoch's shuffle, as in the run that stopped
+        epochs.resume_at(start)
     tag = "" if phase == 1 else "final_fit/"
     step0 = 0 if phase == 1 else len(hist1)  # phase 2 curves continue on the same axis
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16,
-                              enabled=tc.precision == "bf16" and device.type == "cuda")
 
     for epoch in range(start + 1, n_epochs + 1):
         if probe is not None and history and epoch - 1 - _best(history) >= tc.patience:
@@ -219,29 +204,7 @@ def fit(cfg, data: PrizeData, rows: np.ndarray, phase: int, n_epochs: int, devic
             break
         opt.scale = tc.lr_scale * tc.lr_decay ** (epoch - 1)
         t0 = time.perf_counter()
-        sse = torch.zeros((), device=device, dtype=torch.float64)
-        if als:  # one closed-form sweep; its training error measured after it
-            model.als_epoch(*cols)
-            with torch.no_grad():
-                e = model(_as_batch(cols)) - cols[2]
-                sse += (e.double() ** 2).sum()
-        elif kernel:  # one rating at a time, in this epoch's shuffled order (user by user if grouped)
-            sse += model.sgd_epoch(loader.whole_epoch(), opt.scale)
-        else:
-            bar = tqdm(total=len(rows), unit="rating", unit_scale=True, leave=False,
-                       desc=f"phase {phase} epoch {epoch}", disable=None if tc.progress else True)
-            tuner = ThreadTuner(tc.threads, cpu=device.type == "cpu")  # CPU threads that survive contention
-            for batch in loader:
-                with recording(model) as tape, autocast:
-                    e = model(batch).float() - batch.rating
-                    loss = 0.5 * (e * e).sum()  # summed: each rating contributes its own SGD update
-                loss.backward()
-                opt.step(tape)
-                sse += loss.detach() * 2
-                bar.update(len(batch))
-                tuner.step(len(batch))
-            tuner.close()
-            bar.close()
+        sse = epochs.run(opt.scale, desc=f"phase {phase} epoch {epoch}")
         if device.type == "cuda":
             torch.cuda.synchronize()
         seconds = time.perf_counter() - t0
@@ -282,16 +245,11 @@ def _optimizer(cfg) -> str:
     """trainer.optimizer, where ``auto`` is the model's own choice (Adam for the neural models)."""
     if cfg.trainer.optimizer != "auto":
         return cfg.trainer.optimizer
-    return getattr(get_class(cfg.model._target_), "optimizer", "sgd")
+    return get_class(cfg.model._target_).optimizer
 
 
 def _best(history: list[dict]) -> int:
     return min(history, key=lambda h: h["probe_rmse"])["epoch"]
-
-
-def _as_batch(cols):
-    user, item, rating = cols
-    return Batch(user=user, item=item, day=torch.zeros_like(user), rating=rating)
 
 
 def _run_config(cfg: DictConfig) -> dict:

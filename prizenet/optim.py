@@ -18,8 +18,8 @@ of the c updates.
 when a batch touches it. The same per-rating L2 is added to the gradient.
 
 Parameters outside the tables (an MLP's weights) get torch's dense SGD or Adam with the
-same learning-rate decay, at the model's ``dense_lr`` and weight decay ``dense_reg`` when it
-sets them. ``scale`` multiplies every learning rate: the trainer sets it to
+same learning-rate decay, at the model's ``dense_lr`` and weight decay ``dense_reg``
+(``RatingModel``'s contract; the arguments for other modules). ``scale`` multiplies every learning rate: the trainer sets it to
 ``lr_scale · lr_decay^(epoch − 1)``.
 """
 
@@ -30,6 +30,7 @@ import math
 import torch
 from torch import nn
 
+from .models.base import RatingModel
 from .models.tables import dense_parameters, tables
 
 
@@ -50,10 +51,12 @@ class RowOptimizer:
                 self.state[f"v{k}"] = torch.zeros_like(t.weight)
         dense = dense_parameters(model)
         self.dense = None
-        self.dense_lr = getattr(model, "dense_lr", dense_lr)
+        if isinstance(model, RatingModel):  # the contract's settings for its dense parameters
+            dense_lr, dense_weight_decay = model.dense_lr, model.dense_reg
+        self.dense_lr = dense_lr
         if dense:
             cls = torch.optim.Adam if kind == "adam" else torch.optim.SGD
-            self.dense = cls(dense, lr=self.dense_lr, weight_decay=getattr(model, "dense_reg", dense_weight_decay))
+            self.dense = cls(dense, lr=self.dense_lr, weight_decay=dense_weight_decay)
 
     @torch.no_grad()
     def step(self, tape: list) -> None:

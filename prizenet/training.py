@@ -16,9 +16,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from .data import PrizeData, pair_batches
+from tqdm.auto import tqdm
+
+from .data import Batch, PrizeData, RatingLoader, pair_batches
 from .data.submission import atomic_write
-from .models.tables import SparseTable
+from .models.base import RatingModel
+from .models.tables import SparseTable, recording
 
 log = logging.getLogger("prizenet")
 
@@ -70,6 +73,84 @@ class ThreadTuner:
 
     def close(self) -> None:
         torch.set_num_threads(self.initial)
+
+
+# -- how an epoch is trained: the one place that chooses ------------------------------
+class ClosedFormEpochs:
+    """An epoch is the model's ``als_epoch``: one exact sweep over all rows at once (no
+    batches); the training error is measured after it."""
+
+    def __init__(self, model: RatingModel, data: PrizeData, rows: np.ndarray, device, seed: int):
+        self.model = model
+        user, item = (torch.from_numpy(a[rows]).to(device).long() for a in (data.user, data.item))
+        self.cols = user, item, torch.from_numpy(data.rating_x2[rows]).to(device).float() * 0.5
+
+    def resume_at(self, epoch: int) -> None:  # every sweep sees the same rows: nothing to skip
+        pass
+
+    def run(self, scale: float, desc: str) -> torch.Tensor:
+        user, item, rating = self.cols
+        self.model.als_epoch(user, item, rating)
+        with torch.no_grad():
+            e = self.model(Batch(user=user, item=item, day=torch.zeros_like(user), rating=rating)) - rating
+        return (e.double() ** 2).sum()
+
+
+class KernelEpochs:
+    """An epoch is the model's ``sgd_epoch``: the papers' per-rating SGD, compiled for the
+    CPU, one rating at a time in the epoch's shuffled order (user by user if grouped)."""
+
+    def __init__(self, model: RatingModel, data: PrizeData, rows: np.ndarray, device, seed: int, batch_size: int):
+        self.model = model
+        self.loader = RatingLoader(data, rows, batch_size, device, seed=seed, group_by=model.group_by)
+
+    def resume_at(self, epoch: int) -> None:
+        self.loader.epoch = epoch  # the next epoch's shuffle, as in the run that stopped
+
+    def run(self, scale: float, desc: str) -> torch.Tensor:
+        return torch.tensor(self.model.sgd_epoch(self.loader.whole_epoch(), scale), dtype=torch.float64)
+
+
+class BatchEpochs(KernelEpochs):
+    """An epoch is torch mini-batch steps on any device: the forward pass, autograd, and
+    the row-sparse optimizer (:mod:`prizenet.optim`), with a progress bar and, on CPU, the
+    :class:`ThreadTuner`."""
+
+    def __init__(self, model: RatingModel, data: PrizeData, rows: np.ndarray, device, seed: int, batch_size: int,
+                 opt, precision: str, threads: int, progress: bool):
+        super().__init__(model, data, rows, device, seed, batch_size)
+        self.opt, self.device, self.n, self.threads, self.progress = opt, device, len(rows), threads, progress
+        self.autocast = torch.autocast(device.type, dtype=torch.bfloat16,
+                                       enabled=precision == "bf16" and device.type == "cuda")
+
+    def run(self, scale: float, desc: str) -> torch.Tensor:
+        sse = torch.zeros((), device=self.device, dtype=torch.float64)
+        bar = tqdm(total=self.n, unit="rating", unit_scale=True, leave=False, desc=desc,
+                   disable=None if self.progress else True)
+        tuner = ThreadTuner(self.threads, cpu=self.device.type == "cpu")  # CPU threads that survive contention
+        for batch in self.loader:
+            with recording(self.model) as tape, self.autocast:
+                e = self.model(batch).float() - batch.rating
+                loss = 0.5 * (e * e).sum()  # summed: each rating contributes its own SGD update
+            loss.backward()
+            self.opt.step(tape)
+            sse += loss.detach() * 2
+            bar.update(len(batch))
+            tuner.step(len(batch))
+        tuner.close()
+        bar.close()
+        return sse
+
+
+def epochs_for(model: RatingModel, data: PrizeData, rows: np.ndarray, device, optimizer: str, opt, tc, seed: int):
+    """How ``model``'s epochs are trained, chosen here and nowhere else: its closed form
+    when it has one; on CPU with SGD and ``trainer.kernel=auto``, its compiled kernel when
+    it has one; otherwise torch mini-batch steps (any model, any device)."""
+    if model.closed_form:
+        return ClosedFormEpochs(model, data, rows, device, seed)
+    if model.has_kernel and device.type == "cpu" and optimizer == "sgd" and tc.kernel == "auto":
+        return KernelEpochs(model, data, rows, device, seed, tc.batch_size)
+    return BatchEpochs(model, data, rows, device, seed, tc.batch_size, opt, tc.precision, tc.threads, tc.progress)
 
 
 def pick_device(name: str) -> torch.device:

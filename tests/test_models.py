@@ -6,7 +6,7 @@ import torch
 
 from prizenet.data import Batch
 from prizenet.models import SVD, Baseline
-from prizenet.models.tables import recording, zero_unseen
+from prizenet.models.tables import recording
 from prizenet.optim import RowOptimizer
 
 U, I = 5, 4
@@ -108,7 +108,7 @@ def test_unseen_users_and_items_fall_back_to_the_biases():
     m = svd()
     counts_u = np.bincount(user.numpy(), minlength=U)  # user 4 never rated
     counts_i = np.array([2, 2, 2, 0])  # pretend item 3 is unseen
-    zero_unseen(m, counts_u, counts_i)
+    m.see(counts_u, counts_i)
     b = batch(torch.tensor([4, 0]), torch.tensor([1, 3]), torch.zeros(2))
     pred = m(b)
     assert pred[0].item() == pytest.approx((3.0 + m.bu.weight[4] + m.bi.weight[1]).item())

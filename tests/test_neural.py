@@ -8,7 +8,7 @@ import torch
 
 from prizenet.data import Batch
 from prizenet.models import AutoRec, NeuMF
-from prizenet.models.tables import recording, zero_unseen
+from prizenet.models.tables import recording
 from prizenet.optim import RowOptimizer
 
 U, I = 5, 4
@@ -69,7 +69,7 @@ def test_ncf_rejects_unknown_branches_and_odd_towers():
 
 def test_ncf_unseen_users_and_items_predict_from_the_biases():
     m = ncf()
-    zero_unseen(m, np.bincount(user.numpy(), minlength=U), np.array([2, 2, 2, 0]))
+    m.see(np.bincount(user.numpy(), minlength=U), np.array([2, 2, 2, 0]))
     pred = m(pairs([4, 0, 2], [1, 3, 2]))
     assert pred[0].item() == pytest.approx(3.0 + (m.bu.weight[4] + m.bi.weight[1]).item(), abs=1e-6)
     assert pred[1].item() == pytest.approx(3.0 + (m.bu.weight[0] + m.bi.weight[3]).item(), abs=1e-6)
@@ -184,7 +184,7 @@ def test_autorec_loss_counts_observed_ratings_only():
 def test_autorec_unseen_users_and_items_predict_from_the_biases():
     keep = item != 3  # item 3 has no training rating
     m = autorec(user[keep], item[keep], rating[keep])
-    zero_unseen(m, np.bincount(user[keep].numpy(), minlength=U), np.bincount(item[keep].numpy(), minlength=I))
+    m.see(np.bincount(user[keep].numpy(), minlength=U), np.bincount(item[keep].numpy(), minlength=I))
     m.eval()
     pred = m(pairs([0, 4, 4], [3, 0, 3]))
     assert pred[0].item() == pytest.approx(3.0 + m.b.weight[0].item(), abs=1e-6)  # unseen item: mu + b[u]

@@ -9,7 +9,7 @@ from prizenet.training import ThreadTuner
 CLOCK = [0.0]  # a fake clock: the batches' times are the test's, not the machine's
 
 
-@pytest.fixture(autouse=True)
+@pytest.fixture
 def _two_threads_and_a_fake_clock(monkeypatch):
     monkeypatch.setattr(training.time, "perf_counter", lambda: CLOCK[0])
     before = torch.get_num_threads()
@@ -29,6 +29,7 @@ def drive(tuner: ThreadTuner, seconds_on, batches: int) -> list[int]:
 
 
 @pytest.mark.parametrize("faster", [1, 2])
+@pytest.mark.usefixtures("_two_threads_and_a_fake_clock")
 def test_the_tuner_settles_on_the_faster_thread_count(faster):
     slower = 3 - faster
     tuner = ThreadTuner(0, window=3, stay=20)
@@ -39,6 +40,7 @@ def test_the_tuner_settles_on_the_faster_thread_count(faster):
     assert torch.get_num_threads() == 2
 
 
+@pytest.mark.usefixtures("_two_threads_and_a_fake_clock")
 def test_the_tuner_follows_a_change_of_load():
     tuner = ThreadTuner(0, window=3, stay=10)
     first = drive(tuner, {1: 0.001, 2: 0.006}, 17)
@@ -46,6 +48,7 @@ def test_the_tuner_follows_a_change_of_load():
     assert first[7:17] == [1] * 10 and then[6:16] == [2] * 10
 
 
+@pytest.mark.usefixtures("_two_threads_and_a_fake_clock")
 def test_fixed_threads_and_cuda_leave_the_choice_alone():
     tuner = ThreadTuner(1)
     assert drive(tuner, {1: 0.0, 2: 0.0}, 30) == [1] * 30
@@ -53,3 +56,84 @@ def test_fixed_threads_and_cuda_leave_the_choice_alone():
     assert torch.get_num_threads() == 2
     tuner = ThreadTuner(0, cpu=False)
     assert drive(tuner, {1: 0.0, 2: 0.0}, 30) == [2] * 30
+
+
+# -- the model contract and the one place that picks an epoch's backend ------------------
+import inspect  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+import prizenet.models as models  # noqa: E402
+from prizenet.config import DATA_INPUTS  # noqa: E402
+from prizenet.models.base import RatingModel  # noqa: E402
+from prizenet.training import BatchEpochs, ClosedFormEpochs, KernelEpochs, epochs_for  # noqa: E402
+
+MODELS = [getattr(models, name) for name in models.__all__ if name not in ("model_inputs", "RatingModel")]
+
+
+@pytest.mark.parametrize("cls", MODELS, ids=lambda c: c.__name__)
+def test_every_model_keeps_the_written_contract(cls):
+    assert issubclass(cls, RatingModel)
+    assert cls.group_by in (None, "user", "item") and cls.optimizer in ("sgd", "adam")
+    assert cls.forward is not RatingModel.forward
+    assert (cls.sgd_epoch is not RatingModel.sgd_epoch) == cls.has_kernel  # the flag says what is there
+    for name, p in inspect.signature(cls).parameters.items():  # data arrays, or settings with defaults
+        assert name in DATA_INPUTS or p.default is not inspect.Parameter.empty or p.kind is p.VAR_KEYWORD, name
+
+
+def _setting(**kw):
+    base = dict(kernel="auto", batch_size=512, precision="fp32", threads=0, progress=False)
+    return type("Trainer", (), {**base, **kw})
+
+
+@pytest.mark.parametrize("cls, solver, device, kernel, optimizer, backend", [
+    ("SVD", None, "cpu", "auto", "sgd", KernelEpochs),
+    ("SVDpp", None, "cpu", "auto", "sgd", KernelEpochs),
+    ("TimeSVDpp", None, "cpu", "auto", "sgd", KernelEpochs),
+    ("SVD", None, "cpu", "torch", "sgd", BatchEpochs),
+    ("SVD", None, "cpu", "auto", "adam", BatchEpochs),
+    ("SVD", None, "cuda", "auto", "sgd", BatchEpochs),  # on a GPU: the batch steps
+    ("NeuMF", None, "cpu", "auto", "adam", BatchEpochs),
+    ("AutoRec", None, "cpu", "auto", "adam", BatchEpochs),
+    ("TimeBaseline", None, "cpu", "auto", "sgd", BatchEpochs),
+    ("Baseline", "sgd", "cpu", "auto", "sgd", BatchEpochs),
+    ("Baseline", "als", "cpu", "auto", "sgd", ClosedFormEpochs),
+])
+def test_epochs_for_picks_the_backend_in_one_place(synthetic, cls, solver, device, kernel, optimizer, backend,
+                                                   monkeypatch):
+    from prizenet.data import load_prize
+    from prizenet.models import model_inputs
+
+    data = load_prize(synthetic)
+    rows = data.fit_rows(False)
+    target = getattr(models, cls)
+    kw = {"solver": solver} if solver else {}
+    model = target(**kw, **model_inputs(target, data, rows))
+    if device == "cuda":  # the choice only: no loader is made, no tensor moved
+        monkeypatch.setattr(KernelEpochs, "__init__", lambda self, *a, **k: None)
+    got = epochs_for(model, data, rows, torch.device(device), optimizer, None, _setting(kernel=kernel), 0)
+    assert type(got) is backend
+
+
+@pytest.mark.parametrize("model, kernel", [("svd", "auto"), ("svd", "torch"), ("svdpp", "auto"), ("svdpp", "torch"),
+                                           ("timesvdpp", "auto"), ("timesvdpp", "torch"),
+                                           ("baseline", "auto"), ("baseline", "auto model.solver=als"),
+                                           ("ncf", "auto"), ("autorec", "auto")])
+def test_every_backend_lowers_the_training_error(tmp_path, model, kernel):
+    # Written once, run on each backend (closed form, CPU kernel, torch batches) through train.py.
+    from pathlib import Path
+
+    import train
+    from hydra import compose, initialize_config_dir
+
+    ROOT = Path(__file__).resolve().parents[1]
+    kernel, *extra = kernel.split()
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose("config", overrides=[
+            "data.users=300", "data.items=80", "data.ratings=12000", f"model={model}", f"trainer.kernel={kernel}",
+            *extra, "trainer.n_epochs=3", "trainer.patience=3", "trainer.final_fit=false", "trainer.lr_scale=2",
+            "trainer.progress=false", "trainer.histograms=false", "trainer.batch_size=512",
+            *(["model.hidden=16"] if model == "autorec" else [])])
+    m = train.train(cfg, tmp_path / "run")
+    rmse = [h["train_rmse"] for h in m["history"]["phase1"]]
+    assert rmse[-1] < rmse[0] and np.isfinite(m["probe_rmse"])

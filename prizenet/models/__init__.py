@@ -1,6 +1,7 @@
 """Rating models: one family per file, prediction rule and paper in each docstring.
 
-Every model is an ``nn.Module`` whose ``forward(batch)`` returns r̂ for the batch's
+Every model is a :class:`~prizenet.models.base.RatingModel` (the contract with the
+trainer, written once in ``base.py``) whose ``forward(batch)`` returns r̂ for the batch's
 (user, item, day) triples, unclipped; its constructor takes plain numbers (and, for the
 models that need them, arrays the data layer computes: see ``model_inputs``).
 """
@@ -14,6 +15,7 @@ import numpy as np
 
 from ..data import PrizeData
 from .autorec import AutoRec
+from .base import RatingModel
 from .baseline import Baseline
 from .ncf import NeuMF
 from .svd import SVD
@@ -21,7 +23,7 @@ from .svdpp import SVDpp
 from .timebaseline import TimeBaseline
 from .timesvdpp import TimeSVDpp
 
-__all__ = ["SVD", "AutoRec", "Baseline", "NeuMF", "SVDpp", "TimeBaseline", "TimeSVDpp", "model_inputs"]
+__all__ = ["SVD", "AutoRec", "Baseline", "NeuMF", "RatingModel", "SVDpp", "TimeBaseline", "TimeSVDpp", "model_inputs"]
 
 
 def model_inputs(target, data: PrizeData, rows: np.ndarray) -> dict:

@@ -44,12 +44,13 @@ import torch
 from torch import nn
 
 from ..data import Batch
+from .base import RatingModel
 from .tables import SparseTable, budget_spans
 
 ENCODE_ROWS = 1 << 20  # ratings encoded at once when coding every item (x 500 hidden: 2 GB a temporary)
 
 
-class AutoRec(nn.Module):
+class AutoRec(RatingModel):
     group_by = "item"  # the trainer's loader yields whole items per batch
     optimizer = "adam"  # trainer.optimizer=auto: Adam (see the module doc)
 

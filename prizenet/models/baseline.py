@@ -24,13 +24,13 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
-from torch import nn
 
 from ..data import Batch
+from .base import RatingModel
 from .tables import SparseTable
 
 
-class Baseline(nn.Module):
+class Baseline(RatingModel):
     """mu + bu[u] + bi[i]; ``solver`` is "sgd" or "als" (closed form, see the module doc)."""
 
     def __init__(self, n_users: int, n_items: int, mu: float, solver: Literal["sgd", "als"] = "sgd",
@@ -44,6 +44,10 @@ class Baseline(nn.Module):
         self.bu = SparseTable(n_users, None, lr_bu, reg_bu, index="user")
         self.bi = SparseTable(n_items, None, lr_bi, reg_bi, index="item")
         self.reg_u, self.reg_i = float(reg_u), float(reg_i)
+
+    @property
+    def closed_form(self) -> bool:
+        return self.solver == "als"
 
     def forward(self, batch: Batch) -> torch.Tensor:
         return self.mu + self.bu(batch.user) + self.bi(batch.item)

@@ -29,16 +29,18 @@ from __future__ import annotations
 
 from typing import Literal
 
+import numpy as np
 import torch
 from torch import nn
 
 from ..data import Batch
+from .base import RatingModel
 from .tables import SparseTable
 
 BRANCHES = ("neumf", "gmf", "mlp")
 
 
-class NeuMF(nn.Module):
+class NeuMF(RatingModel):
     optimizer = "adam"  # trainer.optimizer=auto trains it with the paper's Adam
 
     def __init__(self, n_users: int, n_items: int, mu: float, n_factors: int = 8,
@@ -71,11 +73,19 @@ class NeuMF(nn.Module):
             self.mlp = nn.Sequential(*tower)
             width += layers[-1]
         self.h = nn.Linear(width, 1, bias=False)
-        # Who has a training rating (set by zero_unseen): the others predict from the biases.
+        # Who has a training rating (set by see()): the others predict from the biases.
         self.register_buffer("user_seen", torch.ones(n_users, dtype=torch.bool), persistent=False)
         self.register_buffer("item_seen", torch.ones(n_items, dtype=torch.bool), persistent=False)
-        # the dense layers' optimizer settings (prizenet.optim.RowOptimizer reads them)
+        # the dense layers' optimizer settings (RatingModel's contract; the trainer's optimizer reads them)
         self.dense_lr, self.dense_reg = float(lr_mlp), float(reg_mlp)
+
+    @torch.no_grad()
+    def see(self, n_user_ratings: np.ndarray, n_item_ratings: np.ndarray) -> None:
+        """An MLP of zero rows is not zero: users and items without a training rating are
+        masked out of the interaction term instead (their factor rows are zeroed too)."""
+        self.user_seen.copy_(torch.from_numpy(np.asarray(n_user_ratings) > 0))
+        self.item_seen.copy_(torch.from_numpy(np.asarray(n_item_ratings) > 0))
+        super().see(n_user_ratings, n_item_ratings)
 
     def forward(self, batch: Batch) -> torch.Tensor:
         u, i = batch.user, batch.item

@@ -28,9 +28,9 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from torch import nn
 
 from ..data import Batch
+from .base import RatingModel
 from .tables import SparseTable
 
 try:  # the compiled per-rating SGD of sgd_epoch; without numba, the trainer's batch steps
@@ -39,7 +39,8 @@ except ImportError:  # pragma: no cover - numba is a dependency; this keeps odd 
     numba = None
 
 
-class SVD(nn.Module):
+class SVD(RatingModel):
+    has_kernel = True  # sgd_epoch: the per-rating SGD compiled for the CPU
     def __init__(self, n_users: int, n_items: int, mu: float, n_factors: int = 100, init_std: float = 0.1,
                  lr_bu: float = 0.005, lr_bi: float = 0.005, lr_pu: float = 0.005, lr_qi: float = 0.005,
                  reg_bu: float = 0.02, reg_bi: float = 0.02, reg_pu: float = 0.02, reg_qi: float = 0.02,

@@ -47,9 +47,9 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from torch import nn
 
 from ..data import Batch
+from .base import RatingModel
 from .tables import SparseTable, budget_spans
 
 try:  # the compiled per-user SGD of sgd_epoch (CPU); without numba, the trainer's batch steps
@@ -100,8 +100,9 @@ def _implicit_chunk(y, nu_indptr, nu_items, users, n_ratings=None):
     return z * count.clamp(min=1).to(rows.dtype).rsqrt().unsqueeze(1)
 
 
-class SVDpp(nn.Module):
+class SVDpp(RatingModel):
     group_by = "user"  # the trainer's loader then yields whole users per batch
+    has_kernel = True  # sgd_epoch: per-user SGD compiled for the CPU
 
     def __init__(self, n_users: int, n_items: int, mu: float, nu_indptr: np.ndarray, nu_items: np.ndarray,
                  n_factors: int = 50, init_std: float = 0.1,

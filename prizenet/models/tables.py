@@ -83,14 +83,8 @@ def recording(model: nn.Module):
 @torch.no_grad()
 def zero_unseen(model: nn.Module, n_user_ratings: np.ndarray, n_item_ratings: np.ndarray) -> None:
     """Zero factor rows of users/items with no training rating: they predict from biases.
-
-    A model whose interaction term is not zero for zero rows (an MLP) registers boolean
-    buffers ``user_seen``/``item_seen``; they are set here, and the model masks with them.
-    """
-    for name, counts in (("user_seen", n_user_ratings), ("item_seen", n_item_ratings)):
-        seen = getattr(model, name, None)
-        if isinstance(seen, torch.Tensor):
-            seen.copy_(torch.from_numpy(np.asarray(counts) > 0))
+    (``RatingModel.see`` calls it; a model whose interaction term is not zero for zero rows,
+    an MLP, also masks those users and items in its own ``see``.)"""
     for t in tables(model):
         counts = {"user": n_user_ratings, "item": n_item_ratings}.get(t.index)
         if counts is not None and t.weight.dim() == 2:

@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 from ..data import Batch
+from .base import RatingModel
 from .tables import SparseTable
 
 
@@ -68,7 +69,7 @@ class TimeFeatures(nn.Module):
         return row, known.to(self.t_u.dtype), uses
 
 
-class TimeBaseline(nn.Module):
+class TimeBaseline(RatingModel):
     def __init__(self, n_users: int, n_items: int, mu: float, n_days: int, user_mean_day: np.ndarray,
                  user_day_keys: np.ndarray, n_bins: int = 30, beta: float = 0.4,
                  lr_bu: float = 3e-3, lr_bi: float = 2e-3, lr_alpha: float = 1e-5, lr_but: float = 2.5e-3,

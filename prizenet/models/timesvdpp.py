@@ -23,16 +23,17 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from torch import nn
 
 from ..data import Batch
 from .svdpp import implicit_buffer, implicit_sum, numba, user_bounds, users_of
+from .base import RatingModel
 from .tables import SparseTable
 from .timebaseline import TimeBaseline
 
 
-class TimeSVDpp(nn.Module):
+class TimeSVDpp(RatingModel):
     group_by = "user"
+    has_kernel = True  # sgd_epoch: per-user SGD compiled for the CPU
 
     def __init__(self, n_users: int, n_items: int, mu: float, n_days: int, user_mean_day: np.ndarray,
                  user_day_keys: np.ndarray, nu_indptr: np.ndarray, nu_items: np.ndarray,

@@ -1,0 +1,69 @@
+"""The contract between a model and the trainer, written once.
+
+Every model is a :class:`RatingModel`. What the trainer may use is what this class
+declares; nothing else is looked up on a model:
+
+* ``forward(batch)``: r̂ for the batch's (user, item, day) triples, unclipped. The only
+  method a new model must write; with it the trainer's torch mini-batch path trains it on
+  any device (``prizenet.training.BatchEpochs``).
+* the constructor: plain numbers, plus the data layer's arrays for the parameter names
+  that :func:`prizenet.models.model_inputs` offers (``n_users``, ``mu``, ``nu_indptr``, ...).
+* class settings: ``group_by`` (what a training batch holds), ``optimizer`` (what
+  ``trainer.optimizer=auto`` picks), ``dense_lr`` / ``dense_reg`` (parameters outside the
+  sparse tables, an MLP's).
+* ``see(n_user_ratings, n_item_ratings)``: called once before training; by default rows of
+  users and items without a training rating are zeroed, so they predict from the biases.
+* optional faster ways to train an epoch, each declared by a flag and one method:
+  ``has_kernel`` with ``sgd_epoch(batch, scale)`` (the papers' per-rating SGD compiled for
+  the CPU), and ``closed_form`` with ``als_epoch(user, item, rating)`` (an exact sweep).
+
+Which of these an epoch uses is decided in one place, :func:`prizenet.training.epochs_for`,
+by the device, ``trainer.kernel`` and the optimizer; a model never chooses.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar, Literal
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..data import Batch
+from .tables import zero_unseen
+
+
+class RatingModel(nn.Module):
+    #: What each training batch holds: ratings in random order (None), whole users
+    #: ("user": per-user terms such as SVD++'s sum over N(u) are then computed once), or
+    #: whole items ("item": AutoRec's input vectors).
+    group_by: ClassVar[Literal["user", "item"] | None] = None
+    #: The optimizer ``trainer.optimizer=auto`` trains the model with: "sgd" (the papers'
+    #: per-rating updates) or "adam" (the neural models' papers).
+    optimizer: ClassVar[Literal["sgd", "adam"]] = "sgd"
+    #: The model has ``sgd_epoch``: the per-rating SGD compiled for the CPU.
+    has_kernel: ClassVar[bool] = False
+    #: Learning rate and weight decay of parameters outside the sparse tables.
+    dense_lr: float = 1e-3
+    dense_reg: float = 0.0
+
+    @property
+    def closed_form(self) -> bool:
+        """True when an epoch is :meth:`als_epoch`, an exact sweep over all training ratings."""
+        return False
+
+    def forward(self, batch: Batch) -> torch.Tensor:  # pragma: no cover - every model writes its own
+        raise NotImplementedError
+
+    def see(self, n_user_ratings: np.ndarray, n_item_ratings: np.ndarray) -> None:
+        """Before training: each user's and item's number of training ratings."""
+        zero_unseen(self, n_user_ratings, n_item_ratings)
+
+    def sgd_epoch(self, batch: Batch, scale: float = 1.0) -> float:
+        """One epoch of per-rating SGD over ``batch`` (CPU tensors, the epoch's order), the
+        learning rates times ``scale``; returns the squared errors met on the way."""
+        raise NotImplementedError(f"{type(self).__name__} has no compiled epoch (has_kernel is False)")
+
+    def als_epoch(self, user: torch.Tensor, item: torch.Tensor, rating: torch.Tensor) -> None:
+        """One closed-form sweep over all training ratings."""
+        raise NotImplementedError(f"{type(self).__name__} has no closed form (closed_form is False)")

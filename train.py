@@ -38,9 +38,9 @@ from prizenet.data import DataFormatError, PrizeData, write_submission
 from prizenet.data.prize import CacheError
 from prizenet.models import model_inputs
 from prizenet.optim import RowOptimizer
-from prizenet.training import (CheckpointError, RunDirError, check_finite, claim_run_dir, config_diff, epochs_for,
-                               find_checkpoint, flat_hparams, load_checkpoint, load_weights, log_histograms,
-                               pick_device, predict, remove_temporaries, rmse, save_checkpoint, save_npy, write_json,
+from prizenet.training import (CheckpointError, Checkpoints, RunDirError, check_finite, claim_run_dir, config_diff,
+                               epochs_for, find_checkpoint, flat_hparams, load_checkpoint, load_weights,
+                               log_histograms, pick_device, predict, remove_temporaries, rmse, save_npy, write_json,
                                write_run_config)
 
 log = logging.getLogger("prizenet")
@@ -188,13 +188,15 @@ def fit(cfg, data: PrizeData, rows: np.ndarray, phase: int, n_epochs: int, devic
     kind = _optimizer(cfg)
     opt = RowOptimizer(model, kind)
     epochs = epochs_for(model, data, rows, device, kind, opt, tc, cfg.seed)  # closed form, CPU kernel or batches
-    history, start = [], 0
+    saver = Checkpoints(ckpt, tc.checkpoint_every, tc.checkpoint_seconds)  # best in memory, files in the background
+    history, start, state = [], 0, None
     if resume is not None:  # a checkpoint of this phase: continue after its epoch
         load_weights(model, resume, device)
         opt.load_state_dict(resume["optimizer"])
         torch.set_rng_state(resume["torch_rng"])
         history, start = resume["history"], resume["epoch"]
         epochs.resume_at(start)
+        saver.resume(resume, device)
     tag = "" if phase == 1 else "final_fit/"
     step0 = 0 if phase == 1 else len(hist1)  # phase 2 curves continue on the same axis
 
@@ -233,11 +235,12 @@ def fit(cfg, data: PrizeData, rows: np.ndarray, phase: int, n_epochs: int, devic
                  "torch_rng": torch.get_rng_state(), "history": history, "phase1_history": hist1,
                  "config": _run_config(cfg)}
         if probe is not None and _best(history) == epoch:
-            save_checkpoint(ckpt / "best.pt", state)
-        save_checkpoint(ckpt / "last.pt", state)
+            saver.keep_best(state)
+        saver.epoch_done(state)
 
+    saver.close(state)  # the phase's last epoch (and best) on disk before phase 2 or the outputs
     if probe is not None and history and _best(history) != history[-1]["epoch"]:  # restore the best epoch
-        load_weights(model, ckpt / "best.pt", device)
+        load_weights(model, saver.best, device)
     return model, history
 
 
@@ -255,7 +258,7 @@ def _best(history: list[dict]) -> int:
 def _run_config(cfg: DictConfig) -> dict:
     """What must match for a checkpoint to continue this run (everything but resume)."""
     c = OmegaConf.to_container(cfg, resolve=True)
-    c["trainer"] = {k: v for k, v in c["trainer"].items() if k not in ("resume", "progress", "threads")}
+    c["trainer"] = {k: v for k, v in c["trainer"].items() if k not in ("resume", "progress", "threads", "checkpoint_every", "checkpoint_seconds")}
     return c
 
 

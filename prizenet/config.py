@@ -68,6 +68,8 @@ class TrainerSchema:
     progress: bool = MISSING
     histograms: bool = MISSING
     resume: Optional[str] = None
+    checkpoint_every: int = MISSING
+    checkpoint_seconds: float = MISSING
     diverge_rmse: float = MISSING
 
 
@@ -109,6 +111,8 @@ TRAINER_RULES: dict[str, Rule] = {
     "eval_batch_size": POSITIVE_INT,
     "patience": POSITIVE_INT,
     "threads": NON_NEGATIVE,
+    "checkpoint_every": POSITIVE_INT,
+    "checkpoint_seconds": NON_NEGATIVE,
     "optimizer": Rule(choices=("auto", "sgd", "adam")),
     "kernel": Rule(choices=("auto", "torch")),
     "precision": Rule(choices=("fp32", "bf16")),

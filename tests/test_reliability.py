@@ -141,18 +141,21 @@ def test_stale_temporaries_of_a_killed_run_are_removed(tmp_path):
 def test_a_resumed_epoch_is_logged_once(tmp_path, monkeypatch):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+    from prizenet import training
+
     out = tmp_path / "run"
     args = ["trainer.n_epochs=3", "trainer.patience=3", "trainer.final_fit=false"]
-    save = train.save_checkpoint
+    save = training.save_checkpoint
 
     def lost_at_epoch_3(path, state):  # as if killed after epoch 3 was logged, before last.pt landed
         if not (path.name == "last.pt" and state["epoch"] == 3):
             save(path, state)
 
-    monkeypatch.setattr(train, "save_checkpoint", lost_at_epoch_3)
+    monkeypatch.setattr(training, "save_checkpoint", lost_at_epoch_3)
     train.train(config(*args), out)
-    monkeypatch.setattr(train, "save_checkpoint", save)
-    assert torch.load(out / "checkpoints" / "last.pt", weights_only=True)["epoch"] == 2
+    monkeypatch.setattr(training, "save_checkpoint", save)
+    # (last.pt holds epoch 2, or 1 when epoch 2's write was skipped while epoch 1's still ran)
+    assert torch.load(out / "checkpoints" / "last.pt", weights_only=True)["epoch"] < 3
     (out / "metrics.json").unlink()
     # TensorBoard reads event files in name order (their names start with the second they
     # were opened); a resume happens in a later second, as it would after a kill.

@@ -137,3 +137,67 @@ def test_every_backend_lowers_the_training_error(tmp_path, model, kernel):
     m = train.train(cfg, tmp_path / "run")
     rmse = [h["train_rmse"] for h in m["history"]["phase1"]]
     assert rmse[-1] < rmse[0] and np.isfinite(m["probe_rmse"])
+
+
+# -- checkpoints off the critical path ---------------------------------------------------
+from prizenet import training  # noqa: E402
+from prizenet.training import Checkpoints  # noqa: E402
+
+
+def _state(epoch, value=0.0):
+    return {"phase": 1, "epoch": epoch, "model": {"w": torch.full((3,), float(value))}, "optimizer": {},
+            "torch_rng": torch.get_rng_state(), "history": [{"epoch": e, "probe_rmse": 1.0} for e in range(1, epoch + 1)],
+            "phase1_history": None, "config": {}}
+
+
+def test_checkpoints_write_in_the_background_and_skip_while_busy(tmp_path, monkeypatch):
+    import threading
+    import time as clock
+
+    gate = threading.Event()
+    writes = []
+    save = training.save_checkpoint
+
+    def slow(path, state):  # a disk that takes until the test opens the gate
+        gate.wait(10)
+        writes.append((path.name, state["epoch"]))
+        save(path, state)
+
+    monkeypatch.setattr(training, "save_checkpoint", slow)
+    saver = Checkpoints(tmp_path, every=1)
+    t = clock.perf_counter()
+    saver.epoch_done(_state(1))
+    saver.epoch_done(_state(2))  # the epoch-1 write still runs: skipped, training goes on
+    assert clock.perf_counter() - t < 1.0 and writes == []
+    gate.set()
+    saver.close(_state(3, 7.0))  # the final state is always written, and waited for
+    assert writes == [("last.pt", 1), ("last.pt", 3)]
+    last = torch.load(tmp_path / "last.pt", weights_only=True)
+    assert last["epoch"] == 3 and last["model"]["w"].tolist() == [7.0] * 3
+
+
+def test_the_best_state_is_a_snapshot_and_lands_before_last(tmp_path, monkeypatch):
+    order = []
+    save = training.save_checkpoint
+    monkeypatch.setattr(training, "save_checkpoint", lambda p, s: (order.append(p.name), save(p, s)))
+    saver = Checkpoints(tmp_path, every=2)
+    live = _state(1, 1.0)
+    saver.keep_best(live)
+    live["model"]["w"].fill_(5.0)  # training goes on changing the live tensors
+    assert saver.best["model"]["w"].tolist() == [1.0] * 3
+    saver.epoch_done(live)  # epoch 1 of every=2: not due
+    saver.epoch_done(_state(2, 2.0))
+    saver.close(_state(2, 2.0))
+    assert order == ["best.pt", "last.pt"]
+    assert torch.load(tmp_path / "best.pt", weights_only=True)["model"]["w"].tolist() == [1.0] * 3
+
+
+def test_a_failed_write_is_reported_in_the_training_thread(tmp_path, monkeypatch):
+    def full(path, state):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(training, "save_checkpoint", full)
+    saver = Checkpoints(tmp_path, every=1)
+    saver.epoch_done(_state(1))
+    with pytest.raises(OSError, match="No space left"):
+        saver.close(_state(2))

@@ -45,10 +45,10 @@ class RowOptimizer:
         self.scale = 1.0
         self.steps = 0
         self.state = {}
-        if kind == "adam":
+        if kind == "adam":  # moments of each row, and one spare row (see _adam)
             for k, t in enumerate(self.tables):
-                self.state[f"m{k}"] = torch.zeros_like(t.weight)
-                self.state[f"v{k}"] = torch.zeros_like(t.weight)
+                self.state[f"m{k}"] = t.weight.new_zeros((len(t.weight) + 1,) + t.weight.shape[1:])
+                self.state[f"v{k}"] = t.weight.new_zeros((len(t.weight) + 1,) + t.weight.shape[1:])
         dense = dense_parameters(model)
         self.dense = None
         if isinstance(model, RatingModel):  # the contract's settings for its dense parameters
@@ -82,15 +82,30 @@ class RowOptimizer:
             self.dense.zero_grad(set_to_none=True)
 
     def _adam(self, k: int, table, idx: torch.Tensor, g: torch.Tensor, lr: float) -> None:
-        rows, inverse = torch.unique(idx, return_inverse=True)  # one moment update per row
-        grad = torch.zeros((len(rows),) + g.shape[1:], device=g.device, dtype=g.dtype).index_add_(0, inverse, g)
+        """One moment update per distinct row of ``idx``, without ``torch.unique`` (whose
+        output size the host must wait for on CUDA): the indices are sorted, each run of
+        equal ones sums its gradients into the slot of its run number, and the slots past
+        the last run (as many as there were repeats) go to the moments' spare row, with
+        a zero step for the weights."""
+        order = torch.argsort(idx)
+        rows = idx.index_select(0, order)
+        first = torch.ones_like(rows, dtype=torch.bool)
+        first[1:] = rows[1:] != rows[:-1]
+        run = torch.cumsum(first, 0) - 1  # the run (distinct row) of each sorted position
+        grad = torch.zeros_like(g).index_add_(0, run, g.index_select(0, order))
+        # slot -> its run's row (every position of a run writes the same row id)
+        slot_row = torch.zeros_like(rows).index_copy_(0, run, rows)
+        valid = torch.arange(len(rows), device=rows.device) <= run[-1:]
+        spare = len(table.weight)
+        slot_row = torch.where(valid, slot_row, spare)
         b1, b2 = self.betas
-        m = self.state[f"m{k}"].index_select(0, rows).mul_(b1).add_(grad, alpha=1 - b1)
-        v = self.state[f"v{k}"].index_select(0, rows).mul_(b2).addcmul_(grad, grad, value=1 - b2)
-        self.state[f"m{k}"].index_copy_(0, rows, m)
-        self.state[f"v{k}"].index_copy_(0, rows, v)
+        m = self.state[f"m{k}"].index_select(0, slot_row).mul_(b1).add_(grad, alpha=1 - b1)
+        v = self.state[f"v{k}"].index_select(0, slot_row).mul_(b2).addcmul_(grad, grad, value=1 - b2)
+        self.state[f"m{k}"].index_copy_(0, slot_row, m)
+        self.state[f"v{k}"].index_copy_(0, slot_row, v)
         step = lr * (1 - b2 ** self.steps) ** 0.5 / (1 - b1 ** self.steps)
-        table.weight.index_add_(0, rows, m.div_(v.sqrt_().add_(self.eps)).mul_(-step))
+        update = m.div_(v.sqrt_().add_(self.eps)).mul_(-step) * _column(valid.to(m.dtype), m)
+        table.weight.index_add_(0, torch.where(valid, slot_row, 0), update)
 
     def state_dict(self) -> dict:
         return {"scale": self.scale, "steps": self.steps, "state": self.state,
@@ -99,7 +114,7 @@ class RowOptimizer:
     def load_state_dict(self, sd: dict) -> None:
         self.scale, self.steps = sd["scale"], sd["steps"]
         for key, value in sd["state"].items():
-            self.state[key].copy_(value)
+            self.state[key][:len(value)].copy_(value)  # (checkpoints before the spare row lack it)
         if self.dense is not None and sd["dense"] is not None:
             self.dense.load_state_dict(sd["dense"])
 

@@ -174,9 +174,10 @@ class RatingLoader:
         gen.manual_seed(self.seed * 1_000_003 + self.epoch)
         cpu_gen = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
         self.epoch += 1
-        order = torch.randperm(len(self._spans), generator=cpu_gen) if self.shuffle else range(len(self._spans))
+        order = torch.randperm(len(self._spans), generator=cpu_gen).tolist() if self.shuffle \
+            else range(len(self._spans))
         for c in order:
-            a, b = self._spans[int(c)]
+            a, b = self._spans[c]
             chunk = self._resident or _Chunk(self._data, self._rows[a:b], self.device, self._col)
             yield from (self._grouped(chunk, gen) if self.grouped else self._random(chunk, gen))
 
@@ -231,8 +232,8 @@ class RatingLoader:
         counts = chunk.seg_count[pu]
         ends = torch.cumsum(counts, 0)
         # Row positions of the users (items) in their new order, as one vectorized gather.
-        idx = torch.repeat_interleave(chunk.seg_start[pu] - (ends - counts), counts) + torch.arange(
-            chunk.n, device=self.device)
+        idx = torch.repeat_interleave(chunk.seg_start[pu] - (ends - counts), counts, output_size=chunk.n) + \
+            torch.arange(chunk.n, device=self.device)
         return pu, counts, idx
 
     def _grouped(self, chunk: _Chunk, gen: torch.Generator):
@@ -250,7 +251,8 @@ class RatingLoader:
                 continue
             batch = _unpack(epoch[row_ends[sa]: row_ends[sb]])
             setattr(batch, "users" if self.group_by == "user" else "items", chunk.seg_id[pu[sa:sb]])
-            batch.inverse = torch.repeat_interleave(torch.arange(sb - sa, device=self.device), counts[sa:sb])
+            batch.inverse = torch.repeat_interleave(torch.arange(sb - sa, device=self.device), counts[sa:sb],
+                                                    output_size=row_ends[sb] - row_ends[sa])  # sizes known here: no sync
             yield batch
 
 

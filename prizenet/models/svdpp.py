@@ -68,6 +68,12 @@ def users_of(batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.unique(batch.user, return_inverse=True)
 
 
+def ratings_per(inverse: torch.Tensor, n: int) -> torch.Tensor:
+    """How many of the batch's ratings each of its ``n`` users has: a scatter-add of ones
+    (``torch.bincount`` would wait for the device to learn its output size)."""
+    return torch.zeros(n, dtype=torch.long, device=inverse.device).index_add_(0, inverse, torch.ones_like(inverse))
+
+
 def implicit_buffer(values, dtype) -> torch.Tensor:
     """N(u)'s CSR as a tensor that shares the data layer's array where it can (0.4 GB of
     item ids at Netflix scale; nothing writes to it) and copies it otherwise."""
@@ -123,7 +129,7 @@ class SVDpp(RatingModel):
 
     def forward(self, batch: Batch) -> torch.Tensor:
         users, inverse = users_of(batch)
-        n_ratings = torch.bincount(inverse, minlength=len(users))  # of each user, in this batch
+        n_ratings = ratings_per(inverse, len(users))  # of each user, in this batch
         z = implicit_sum(self.yj, self.nu_indptr, self.nu_items, users, n_ratings)
         uses = n_ratings[inverse]  # a user's rows take all of the user's updates at once
         pu = self.pu(batch.user, uses=uses) + z.index_select(0, inverse)  # (its backward: index_add, fast)

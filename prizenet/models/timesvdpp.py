@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from ..data import Batch
-from .svdpp import implicit_buffer, implicit_sum, numba, user_bounds, users_of
+from .svdpp import implicit_buffer, implicit_sum, numba, ratings_per, user_bounds, users_of
 from .base import RatingModel
 from .tables import SparseTable
 from .timebaseline import TimeBaseline
@@ -60,7 +60,7 @@ class TimeSVDpp(RatingModel):
         b = self.baseline
         u, t = batch.user, batch.day
         users, inverse = users_of(batch)
-        n_ratings = torch.bincount(inverse, minlength=len(users))
+        n_ratings = ratings_per(inverse, len(users))
         z = implicit_sum(self.yj, self.nu_indptr, self.nu_items, users, n_ratings)
         uses = n_ratings[inverse]  # whole users per batch: damp the user rows' steps
         dev = b.time.dev(u, t)

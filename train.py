@@ -64,7 +64,7 @@ def main(cfg: DictConfig) -> float:
         last = out / "checkpoints" / "last.pt"
         if last.is_file():
             kept = [o for o in hc.overrides.task if not o.startswith(("trainer.resume=", "hydra.run.dir="))]
-            log.error("interrupted; every finished epoch is in %s. Continue with:\n  python train.py %s", last,
+            log.error("interrupted; the run continues from its last written epoch, in %s:\n  python train.py %s", last,
                       " ".join([*kept, f"trainer.resume={out}", f"hydra.run.dir={out}"]))
         else:
             log.error("interrupted before the first epoch finished; nothing to resume in %s", out)

@@ -52,6 +52,10 @@ def test_grouped_batches_hold_whole_users_or_items(data, group_by, resident):
         counts = torch.bincount(b.inverse).numpy()
         assert np.array_equal(counts, per_id[ids.numpy()])  # every rating of each of its ids
         assert len(b) <= 500 or ids.numel() == 1 or len(b) - counts[-1] < 500
+        if group_by == "user":  # Σ |N(u)| of the batch's users, added up on the host
+            assert b.implicit_rows == int(np.diff(data.nu_indptr)[ids.numpy()].sum())
+        else:
+            assert b.implicit_rows is None
         seen.append(ids)
     seen = torch.cat(seen).numpy()
     assert np.array_equal(np.sort(seen), np.flatnonzero(per_id))  # each id in exactly one batch

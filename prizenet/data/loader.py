@@ -44,6 +44,7 @@ class Batch:
     users: torch.Tensor | None = None  # grouped by user: distinct users of the batch [U_b]
     items: torch.Tensor | None = None  # grouped by item: distinct items of the batch [I_b]
     inverse: torch.Tensor | None = None  # grouped: index of each rating's user (item) in users (items) [B]
+    implicit_rows: int | None = None  # grouped by user: Σ |N(u)| over users, known on the host
 
     def __len__(self) -> int:
         return self.user.numel()
@@ -78,12 +79,16 @@ class _Chunk:
             x = torch.from_numpy(x).index_select(0, torch.from_numpy(perm)).numpy()
         self.x = put(x)
         self.buf: torch.Tensor | None = None  # the epoch's shuffled rows, reused every epoch
+        self.seg_implicit: np.ndarray | None = None
         if group_col is not None:  # rows are user- (item-) contiguous: segments of equal id
             g = x[:, group_col]
             first = np.concatenate([[0], np.flatnonzero(np.diff(g)) + 1]).astype(np.int64)
             self.seg_start = put(first)
             self.seg_count = put(np.diff(np.concatenate([first, [self.n]])))
             self.seg_id = put(g[first].astype(np.int64))
+            # |N(u)| of each segment's user, on the host: a batch's Σ |N(u)| sizes SVD++'s
+            # segment sum without asking the device.
+            self.seg_implicit = np.diff(data.nu_indptr)[g[first]] if group_col == 0 else None
 
 
 def permutation(n: int, seed: int) -> np.ndarray:
@@ -245,6 +250,9 @@ class RatingLoader:
         cuts = torch.unique(torch.searchsorted(ends, targets)) + 1
         seg_cuts = [0] + cuts.tolist() + [n_seg]  # one host sync per epoch, not per batch
         row_ends = torch.cat([torch.zeros(1, dtype=ends.dtype, device=self.device), ends]).tolist()
+        implicit_ends = None
+        if chunk.seg_implicit is not None:  # the users' order on the host: the same epoch-start sync
+            implicit_ends = np.concatenate([[0], np.cumsum(chunk.seg_implicit[pu.cpu().numpy()])]).tolist()
         epoch = chunk.x.index_select(0, idx)
         for sa, sb in zip(seg_cuts[:-1], seg_cuts[1:]):
             if sb <= sa:
@@ -253,6 +261,8 @@ class RatingLoader:
             setattr(batch, "users" if self.group_by == "user" else "items", chunk.seg_id[pu[sa:sb]])
             batch.inverse = torch.repeat_interleave(torch.arange(sb - sa, device=self.device), counts[sa:sb],
                                                     output_size=row_ends[sb] - row_ends[sa])  # sizes known here: no sync
+            if implicit_ends is not None:
+                batch.implicit_rows = implicit_ends[sb] - implicit_ends[sa]
             yield batch
 
 

@@ -82,23 +82,25 @@ def implicit_buffer(values, dtype) -> torch.Tensor:
 
 
 def implicit_sum(y: SparseTable, nu_indptr: torch.Tensor, nu_items: torch.Tensor, users: torch.Tensor,
-                 n_ratings: torch.Tensor | None = None) -> torch.Tensor:
+                 n_ratings: torch.Tensor | None = None, rows: int | None = None) -> torch.Tensor:
     """z_u = |N(u)|^-½ Σ_{j∈N(u)} y[j] for each of ``users`` ([U_b, k]), one segment sum.
 
     ``n_ratings`` (ratings of each user in the batch) damps the y rows' step (``uses``).
+    ``rows``, Σ |N(u)| over ``users`` when the caller knows it on the host (the grouped
+    loader's ``batch.implicit_rows``), spares the device a sync to learn it.
     When predicting (no gradients), users are taken in chunks of about ``PREDICT_ROWS``
     gathered y rows: a prediction batch may hold a few hundred thousand distinct users.
     """
     if y.tape is not None or len(users) < 2:
-        return _implicit_chunk(y, nu_indptr, nu_items, users, n_ratings)
+        return _implicit_chunk(y, nu_indptr, nu_items, users, n_ratings, rows)
     ends = torch.cumsum(nu_indptr[users + 1] - nu_indptr[users], 0).cpu()
     return torch.cat([_implicit_chunk(y, nu_indptr, nu_items, users[a:b]) for a, b in budget_spans(ends, PREDICT_ROWS)])
 
 
-def _implicit_chunk(y, nu_indptr, nu_items, users, n_ratings=None):
+def _implicit_chunk(y, nu_indptr, nu_items, users, n_ratings=None, rows=None):
     start = nu_indptr[users]
     count = nu_indptr[users + 1] - start
-    seg = torch.repeat_interleave(torch.arange(len(users), device=users.device), count)
+    seg = torch.repeat_interleave(torch.arange(len(users), device=users.device), count, output_size=rows)
     first = torch.cumsum(count, 0) - count
     pos = torch.arange(len(seg), device=users.device) - first[seg] + start[seg]
     rows = y(nu_items.index_select(0, pos).long(), uses=None if n_ratings is None else n_ratings[seg])
@@ -130,7 +132,7 @@ class SVDpp(RatingModel):
     def forward(self, batch: Batch) -> torch.Tensor:
         users, inverse = users_of(batch)
         n_ratings = ratings_per(inverse, len(users))  # of each user, in this batch
-        z = implicit_sum(self.yj, self.nu_indptr, self.nu_items, users, n_ratings)
+        z = implicit_sum(self.yj, self.nu_indptr, self.nu_items, users, n_ratings, batch.implicit_rows)
         uses = n_ratings[inverse]  # a user's rows take all of the user's updates at once
         pu = self.pu(batch.user, uses=uses) + z.index_select(0, inverse)  # (its backward: index_add, fast)
         return self.mu + self.bu(batch.user, uses=uses) + self.bi(batch.item) + (self.qi(batch.item) * pu).sum(-1)

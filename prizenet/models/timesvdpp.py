@@ -61,7 +61,7 @@ class TimeSVDpp(RatingModel):
         u, t = batch.user, batch.day
         users, inverse = users_of(batch)
         n_ratings = ratings_per(inverse, len(users))
-        z = implicit_sum(self.yj, self.nu_indptr, self.nu_items, users, n_ratings)
+        z = implicit_sum(self.yj, self.nu_indptr, self.nu_items, users, n_ratings, batch.implicit_rows)
         uses = n_ratings[inverse]  # whole users per batch: damp the user rows' steps
         dev = b.time.dev(u, t)
         user_day = b.time.user_day_uses(u, t, count=True)

@@ -19,8 +19,8 @@ when a batch touches it. The same per-rating L2 is added to the gradient.
 
 Parameters outside the tables (an MLP's weights) get torch's dense SGD or Adam with the
 same learning-rate decay, at the model's ``dense_lr`` and weight decay ``dense_reg``
-(``RatingModel``'s contract; the arguments for other modules). ``scale`` multiplies every learning rate: the trainer sets it to
-``lr_scale · lr_decay^(epoch − 1)``.
+(``RatingModel``'s contract; the arguments for other modules). ``scale`` multiplies every
+learning rate: the trainer sets it to ``lr_scale · lr_decay^(epoch − 1)``.
 """
 
 from __future__ import annotations

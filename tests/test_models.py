@@ -412,3 +412,12 @@ def test_dense_parameters_next_to_tables_are_trained_too(kind):
     opt.step(tape)
     assert not torch.equal(m.head.weight, w0) and not torch.equal(m.pu.weight, p0)
     assert m.head.weight.grad is None  # zeroed for the next step
+
+
+def test_repeats_counts_equal_entries_without_unique():
+    from prizenet.models.tables import repeats
+
+    idx = torch.tensor([5, 2, 5, 9, 2, 5, 0])
+    _, inverse, counts = torch.unique(idx, return_inverse=True, return_counts=True)
+    assert torch.equal(repeats(idx), counts[inverse])
+    assert repeats(torch.zeros(0, dtype=torch.long)).numel() == 0

@@ -233,9 +233,7 @@ class SyncCounter(torch.utils._python_dispatch.TorchDispatchMode):
 
 from pathlib import Path  # noqa: E402
 
-TORCH_PATH = ["baseline", "timebaseline", "svd", "ncf", "svdpp",
-              pytest.param("timesvdpp", marks=pytest.mark.xfail(strict=True, reason="the per-day terms' "
-                           "torch.unique (timebaseline.py user_day_uses)")),
+TORCH_PATH = ["baseline", "timebaseline", "svd", "ncf", "svdpp", "timesvdpp",
               pytest.param("autorec", marks=pytest.mark.xfail(strict=True, reason="torch.unique of a batch's "
                            "users (autorec.py forward)"))]
 

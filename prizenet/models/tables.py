@@ -92,6 +92,19 @@ def zero_unseen(model: nn.Module, n_user_ratings: np.ndarray, n_item_ratings: np
             t.weight.index_fill_(0, unseen, 0.0)
 
 
+def repeats(idx: torch.Tensor) -> torch.Tensor:
+    """For each entry of ``idx``, how many entries equal it. Sorted, each run of equal ones
+    counts its length: fixed-size ops only (``torch.unique(..., return_counts=True)`` would
+    make the host wait for the device to learn how many distinct values there are)."""
+    order = torch.argsort(idx)
+    s = idx.index_select(0, order)
+    first = torch.ones_like(s, dtype=torch.bool)
+    first[1:] = s[1:] != s[:-1]
+    run = torch.cumsum(first, 0) - 1
+    length = torch.zeros_like(idx).index_add_(0, run, torch.ones_like(idx))
+    return torch.empty_like(idx).index_copy_(0, order, length.index_select(0, run))
+
+
 def budget_spans(ends: torch.Tensor, budget: int) -> list[tuple[int, int]]:
     """Consecutive spans ``[a, b)`` of segments whose cumulative sizes are ``ends`` (a CPU
     tensor; segment k ends at ``ends[k]``), each of about ``budget`` rows and at least one

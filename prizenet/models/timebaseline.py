@@ -32,7 +32,7 @@ from torch import nn
 
 from ..data import Batch
 from .base import RatingModel
-from .tables import SparseTable
+from .tables import SparseTable, repeats
 
 
 class TimeFeatures(nn.Module):
@@ -62,11 +62,7 @@ class TimeFeatures(nn.Module):
         """(row, known as 0/1 floats, ratings of each row in the batch or None): the per-day
         terms' inputs. A (user, day) never seen has no day terms (known = 0)."""
         row, known = self.user_day(user, day)
-        uses = None
-        if count:
-            _, inverse, counts = torch.unique(row, return_inverse=True, return_counts=True)
-            uses = counts[inverse]
-        return row, known.to(self.t_u.dtype), uses
+        return row, known.to(self.t_u.dtype), repeats(row) if count else None
 
 
 class TimeBaseline(RatingModel):

@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from .models.base import RatingModel
-from .models.tables import dense_parameters, tables
+from .models.tables import dense_parameters, sorted_runs, tables
 
 
 class RowOptimizer:
@@ -87,11 +87,7 @@ class RowOptimizer:
         equal ones sums its gradients into the slot of its run number, and the slots past
         the last run (as many as there were repeats) go to the moments' spare row, with
         a zero step for the weights."""
-        order = torch.argsort(idx)
-        rows = idx.index_select(0, order)
-        first = torch.ones_like(rows, dtype=torch.bool)
-        first[1:] = rows[1:] != rows[:-1]
-        run = torch.cumsum(first, 0) - 1  # the run (distinct row) of each sorted position
+        order, rows, run = sorted_runs(idx)  # run: the distinct row of each sorted position
         grad = torch.zeros_like(g).index_add_(0, run, g.index_select(0, order))
         # slot -> its run's row (every position of a run writes the same row id)
         slot_row = torch.zeros_like(rows).index_copy_(0, run, rows)

@@ -92,15 +92,21 @@ def zero_unseen(model: nn.Module, n_user_ratings: np.ndarray, n_item_ratings: np
             t.weight.index_fill_(0, unseen, 0.0)
 
 
-def repeats(idx: torch.Tensor) -> torch.Tensor:
-    """For each entry of ``idx``, how many entries equal it. Sorted, each run of equal ones
-    counts its length: fixed-size ops only (``torch.unique(..., return_counts=True)`` would
-    make the host wait for the device to learn how many distinct values there are)."""
+def sorted_runs(idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(the order sorting ``idx``, ``idx`` sorted, the run of equal values each sorted
+    entry is in, numbered from 0): what ``torch.unique`` gives, in fixed-size ops only
+    (``unique`` makes the host wait for the device to learn how many distinct values there
+    are; here the number of runs stays on the device, as ``run[-1] + 1``)."""
     order = torch.argsort(idx)
     s = idx.index_select(0, order)
     first = torch.ones_like(s, dtype=torch.bool)
     first[1:] = s[1:] != s[:-1]
-    run = torch.cumsum(first, 0) - 1
+    return order, s, torch.cumsum(first, 0) - 1
+
+
+def repeats(idx: torch.Tensor) -> torch.Tensor:
+    """For each entry of ``idx``, how many entries equal it (``unique``'s counts, sync-free)."""
+    order, _, run = sorted_runs(idx)
     length = torch.zeros_like(idx).index_add_(0, run, torch.ones_like(idx))
     return torch.empty_like(idx).index_copy_(0, order, length.index_select(0, run))
 

@@ -15,7 +15,7 @@ declares; nothing else is looked up on a model:
   users and items without a training rating are zeroed, so they predict from the biases.
 * optional faster ways to train an epoch, each declared by a flag and one method:
   ``has_kernel`` with ``sgd_epoch(batch, scale)`` (the papers' per-rating SGD compiled for
-  the CPU), and ``closed_form`` with ``als_epoch(user, item, rating)`` (an exact sweep).
+  the CPU; the loops live by backend in ``prizenet/kernels/numba/``), and ``closed_form`` with ``als_epoch(user, item, rating)`` (an exact sweep).
 
 Which of these an epoch uses is decided in one place, :func:`prizenet.training.epochs_for`,
 by the device, ``trainer.kernel`` and the optimizer; a model never chooses.

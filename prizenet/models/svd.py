@@ -33,10 +33,10 @@ from ..data import Batch
 from .base import RatingModel
 from .tables import SparseTable
 
-try:  # the compiled per-rating SGD of sgd_epoch; without numba, the trainer's batch steps
-    import numba
+try:  # the compiled per-rating SGD of sgd_epoch (prizenet/kernels/numba/); without numba, the batch steps
+    from ..kernels.numba.svd import sgd as _sgd
 except ImportError:  # pragma: no cover - numba is a dependency; this keeps odd platforms working
-    numba = None
+    _sgd = None
 
 
 class SVD(RatingModel):
@@ -62,32 +62,10 @@ class SVD(RatingModel):
     def sgd_epoch(self, batch: Batch, scale: float = 1.0) -> float:
         """Koren's SGD, one rating at a time in the batch's order (CPU tensors); returns the
         sum of squared errors met on the way (each before its update)."""
-        if numba is None:
+        if _sgd is None:
             raise RuntimeError("sgd_epoch needs numba (pip install numba); or use trainer.kernel=torch")
         w = [t.weight.detach().numpy() for t in (self.bu, self.bi, self.pu, self.qi)]
         lr = [t.lr * scale for t in (self.bu, self.bi, self.pu, self.qi)]
         reg = [t.reg for t in (self.bu, self.bi, self.pu, self.qi)]
         return float(_sgd(batch.user.numpy(), batch.item.numpy(), batch.rating.numpy(), np.float32(self.mu),
                           *w, *np.float32(lr), *np.float32(reg), self.biased))
-
-
-if numba is not None:
-    @numba.njit(fastmath=True, nogil=True, cache=True)
-    def _sgd(user, item, rating, mu, bu, bi, pu, qi, lr_bu, lr_bi, lr_pu, lr_qi, reg_bu, reg_bi, reg_pu, reg_qi,
-             biased):
-        sse = 0.0
-        for n in range(len(user)):
-            u, i = user[n], item[n]
-            dot = np.float32(0.0)
-            for f in range(pu.shape[1]):
-                dot += qi[i, f] * pu[u, f]
-            e = rating[n] - (mu + bu[u] + bi[i] + dot if biased else dot)
-            sse += e * e
-            if biased:
-                bu[u] += lr_bu * (e - reg_bu * bu[u])
-                bi[i] += lr_bi * (e - reg_bi * bi[i])
-            for f in range(pu.shape[1]):
-                p, q = pu[u, f], qi[i, f]
-                pu[u, f] += lr_pu * (e * q - reg_pu * p)
-                qi[i, f] += lr_qi * (e * p - reg_qi * q)
-        return sse

@@ -52,10 +52,10 @@ from ..data import Batch
 from .base import RatingModel
 from .tables import SparseTable, budget_spans
 
-try:  # the compiled per-user SGD of sgd_epoch (CPU); without numba, the trainer's batch steps
-    import numba
+try:  # the compiled per-user SGD of sgd_epoch (prizenet/kernels/numba/); without numba, the batch steps
+    from ..kernels.numba.svdpp import sgd_pp as _sgd_pp
 except ImportError:  # pragma: no cover - numba is a dependency; this keeps odd platforms working
-    numba = None
+    _sgd_pp = None
 
 
 PREDICT_ROWS = 1 << 22  # y rows gathered at once when predicting (4M rows x 100 factors: 1.6 GB)
@@ -140,7 +140,7 @@ class SVDpp(RatingModel):
     def sgd_epoch(self, batch: Batch, scale: float = 1.0) -> float:
         """One epoch of per-user SGD (see the module doc) over ``batch``, whose ratings come
         user by user (the trainer's whole-user loader); returns the sum of squared errors."""
-        if numba is None:
+        if _sgd_pp is None:
             raise RuntimeError("sgd_epoch needs numba (pip install numba); or use trainer.kernel=torch")
         user = batch.user.numpy()
         tables = (self.bu, self.bi, self.pu, self.qi, self.yj)
@@ -155,52 +155,3 @@ def user_bounds(user: np.ndarray) -> np.ndarray:
     """Where each user's run of ratings starts in ``user`` (whole users in a row), plus the
     end: the per-user kernels walk ``bounds[s]:bounds[s + 1]``."""
     return np.append(np.flatnonzero(np.diff(user, prepend=-1)), len(user)).astype(np.int64)
-
-
-if numba is not None:
-    @numba.njit(fastmath=True, nogil=True, cache=True)
-    def user_z(yj, nu_items, j0, j1, z):
-        """z = |N(u)|^-½ Σ_{j∈N(u)} y[j] into ``z`` (N(u) = nu_items[j0:j1]); returns |N(u)|^-½."""
-        norm = np.float32(1.0 / np.sqrt(max(j1 - j0, 1)))
-        z[:] = 0.0
-        for jj in range(j0, j1):
-            z += yj[nu_items[jj]]
-        z *= norm
-        return norm
-
-    @numba.njit(fastmath=True, nogil=True, cache=True)
-    def update_y(yj, nu_items, j0, j1, acc, norm, lr, reg):
-        """y[j] += lr·(|N(u)|^-½·Σ_r e·qi[i] − reg·y[j]) for every j in N(u): once per user."""
-        for jj in range(j0, j1):
-            j = nu_items[jj]
-            for f in range(yj.shape[1]):
-                yj[j, f] += lr * (acc[f] * norm - reg * yj[j, f])
-
-    @numba.njit(fastmath=True, nogil=True, cache=True)
-    def _sgd_pp(user, item, rating, bounds, nu_indptr, nu_items, mu, bu, bi, pu, qi, yj, lr, reg):
-        k = pu.shape[1]
-        z = np.zeros(k, np.float32)
-        acc = np.zeros(k, np.float32)
-        sse = 0.0
-        for s in range(len(bounds) - 1):
-            a, b = bounds[s], bounds[s + 1]
-            u = user[a]
-            j0, j1 = nu_indptr[u], nu_indptr[u + 1]
-            norm = user_z(yj, nu_items, j0, j1, z)
-            acc[:] = 0.0
-            for n in range(a, b):
-                i = item[n]
-                dot = np.float32(0.0)
-                for f in range(k):
-                    dot += qi[i, f] * (pu[u, f] + z[f])
-                e = rating[n] - (mu + bu[u] + bi[i] + dot)
-                sse += e * e
-                bu[u] += lr[0] * (e - reg[0] * bu[u])
-                bi[i] += lr[1] * (e - reg[1] * bi[i])
-                for f in range(k):
-                    p, q = pu[u, f], qi[i, f]
-                    acc[f] += e * q
-                    pu[u, f] += lr[2] * (e * q - reg[2] * p)
-                    qi[i, f] += lr[3] * (e * (p + z[f]) - reg[3] * q)
-            update_y(yj, nu_items, j0, j1, acc, norm, lr[4], reg[4])
-        return sse

@@ -80,7 +80,7 @@ class ClosedFormEpochs:
     """An epoch is the model's ``als_epoch``: one exact sweep over all rows at once (no
     batches); the training error is measured after it."""
 
-    def __init__(self, model: RatingModel, data: PrizeData, rows: np.ndarray, device, seed: int):
+    def __init__(self, model: RatingModel, data: PrizeData, rows: np.ndarray, device):
         self.model = model
         user, item = (torch.from_numpy(a[rows]).to(device).long() for a in (data.user, data.item))
         self.cols = user, item, torch.from_numpy(data.rating_x2[rows]).to(device).float() * 0.5
@@ -147,7 +147,7 @@ def epochs_for(model: RatingModel, data: PrizeData, rows: np.ndarray, device, op
     when it has one; on CPU with SGD and ``trainer.kernel=auto``, its compiled kernel when
     it has one; otherwise torch mini-batch steps (any model, any device)."""
     if model.closed_form:
-        return ClosedFormEpochs(model, data, rows, device, seed)
+        return ClosedFormEpochs(model, data, rows, device)
     if model.has_kernel and device.type == "cpu" and optimizer == "sgd" and tc.kernel == "auto":
         return KernelEpochs(model, data, rows, device, seed, tc.batch_size)
     return BatchEpochs(model, data, rows, device, seed, tc.batch_size, opt, tc.precision, tc.threads, tc.progress)

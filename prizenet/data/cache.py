@@ -92,18 +92,17 @@ def read_raw(path: Path, fmt: str, holdout: str, holdout_k: int, holdout_fractio
         return netflix.read_netflix(path)
     if fmt == "netflix_kaggle":
         return netflix.read_netflix_kaggle(path)
-    split = dict(mode=holdout, k=holdout_k, fraction=holdout_fraction, seed=seed)
     if fmt == "movielens":
         table, titles, scale = movielens.read_movielens(path if path.is_dir() else path.parent)
-        table.check(scale, 1 << kernels.DAY_BITS)
-        return split_table(table, scale, {"format": fmt, "root": str(path)}, titles=titles, **split)
-    if fmt == "csv":
+    elif fmt == "csv":
         columns = dict(columns or {})
         scale = tuple(columns.pop("rating_scale", (1.0, 5.0)))
-        table = read_table(path, **columns)
-        table.check(scale, 1 << kernels.DAY_BITS)
-        return split_table(table, scale, {"format": fmt, "root": str(path)}, **split)
-    raise ValueError(f"unknown data format {fmt!r}; expected one of {FORMATS}")
+        table, titles = read_table(path, **columns), None
+    else:
+        raise ValueError(f"unknown data format {fmt!r}; expected one of {FORMATS}")
+    table.check(scale, 1 << kernels.DAY_BITS)  # file and line of a bad rating or date, before the split
+    return split_table(table, scale, {"format": fmt, "root": str(path)}, titles=titles, mode=holdout, k=holdout_k,
+                       fraction=holdout_fraction, seed=seed)
 
 
 def _host() -> str:

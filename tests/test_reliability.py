@@ -171,7 +171,7 @@ def test_a_resumed_epoch_is_logged_once(tmp_path, monkeypatch):
     ("trainer.batch_size=0", "trainer.batch_size=0: expected >= 1"),
     ("trainer.eval_batch_size=0", "trainer.eval_batch_size=0: expected >= 1"),
     ("trainer.n_epochs=0", "trainer.n_epochs=0: expected >= 1"),
-    ("trainer.kernel=numba", "trainer.kernel='numba': expected one of auto, torch"),
+    ("trainer.kernel=cuda", "trainer.kernel='cuda': expected one of auto, torch, numba, triton"),
     ("trainer.precision=fp16", "trainer.precision='fp16': expected one of fp32, bf16"),
     ("trainer.optimizer=adagrad", "trainer.optimizer='adagrad': expected one of auto, sgd, adam"),
     ("trainer.lr_scale=-1", "trainer.lr_scale=-1.0: expected > 0"),
@@ -216,8 +216,8 @@ def test_ctrl_c_says_how_to_resume(tmp_path):
 
     out = tmp_path / "run"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen([sys.executable, str(ROOT / "train.py"), *SMALL[:-1], "trainer.n_epochs=500",
-                             "trainer.patience=500", f"hydra.run.dir={out}"], cwd=ROOT, env=env,
+    proc = subprocess.Popen([sys.executable, str(ROOT / "train.py"), *SMALL[:-1], "trainer.n_epochs=1000000",
+                             "trainer.patience=1000000", f"hydra.run.dir={out}"], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
     while not (out / "checkpoints" / "last.pt").exists() and time.time() < deadline:

@@ -2,7 +2,11 @@
 
 Importing the package registers the trainer's config schema and the run-folder resolver
 (:mod:`prizenet.config`), so ``conf/`` composes from ``train.py``, tests and Hydra's
-compose API alike.
+compose API alike. Where Hydra is not installed (a GPU image with torch and Triton only,
+running ``scripts/bench_gpu.py``), the models, data layer and kernels import without it.
 """
 
-from . import config  # noqa: F401  (registers TrainerSchema and ${prizenet.uid:})
+import importlib.util
+
+if importlib.util.find_spec("hydra") is not None:
+    from . import config  # noqa: F401  (registers TrainerSchema and ${prizenet.uid:})

@@ -114,7 +114,7 @@ TRAINER_RULES: dict[str, Rule] = {
     "checkpoint_every": POSITIVE_INT,
     "checkpoint_seconds": NON_NEGATIVE,
     "optimizer": Rule(choices=("auto", "sgd", "adam")),
-    "kernel": Rule(choices=("auto", "torch")),
+    "kernel": Rule(choices=("auto", "torch", "numba", "triton")),
     "precision": Rule(choices=("fp32", "bf16")),
     "lr_scale": POSITIVE,
     "lr_decay": POSITIVE,

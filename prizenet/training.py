@@ -18,6 +18,7 @@ from torch import nn
 
 from tqdm.auto import tqdm
 
+from . import kernels
 from .data import Batch, PrizeData, RatingLoader, pair_batches
 from .data.submission import atomic_write
 from .models.base import RatingModel
@@ -96,29 +97,42 @@ class ClosedFormEpochs:
         return (e.double() ** 2).sum()
 
 
-class KernelEpochs:
-    """An epoch is the model's ``sgd_epoch``: the papers' per-rating SGD, compiled for the
-    CPU, one rating at a time in the epoch's shuffled order (user by user if grouped)."""
+class LoaderEpochs:
+    """Epochs that draw the training ratings from a :class:`RatingLoader`, shuffled anew each
+    epoch (a resumed run continues with the next epoch's shuffle)."""
 
-    def __init__(self, model: RatingModel, data: PrizeData, rows: np.ndarray, device, seed: int, batch_size: int):
+    def __init__(self, model: RatingModel, data: PrizeData, rows: np.ndarray, device, seed: int, batch_size: int,
+                 group_by: str | None):
         self.model = model
-        self.loader = RatingLoader(data, rows, batch_size, device, seed=seed, group_by=model.group_by)
+        self.loader = RatingLoader(data, rows, batch_size, device, seed=seed, group_by=group_by)
 
     def resume_at(self, epoch: int) -> None:
         self.loader.epoch = epoch  # the next epoch's shuffle, as in the run that stopped
 
+
+class KernelEpochs(LoaderEpochs):
+    """An epoch is the model's ``sgd_epoch`` on a compiled backend (:mod:`prizenet.kernels`):
+    the papers' per-rating SGD in the epoch's shuffled order, one rating at a time on the
+    CPU (numba), users in parallel on CUDA (Triton, which takes whole users even for svd)."""
+
+    def __init__(self, model: RatingModel, data: PrizeData, rows: np.ndarray, device, seed: int, batch_size: int,
+                 backend: str = "numba"):
+        super().__init__(model, data, rows, device, seed, batch_size,
+                         model.group_by or ("user" if backend == "triton" else None))
+        self.backend = backend
+
     def run(self, scale: float, desc: str) -> torch.Tensor:
-        return torch.tensor(self.model.sgd_epoch(self.loader.whole_epoch(), scale), dtype=torch.float64)
+        return self.model.sgd_epoch(self.loader.whole_epoch(), scale, self.backend)
 
 
-class BatchEpochs(KernelEpochs):
+class BatchEpochs(LoaderEpochs):
     """An epoch is torch mini-batch steps on any device: the forward pass, autograd, and
     the row-sparse optimizer (:mod:`prizenet.optim`), with a progress bar and, on CPU, the
     :class:`ThreadTuner`."""
 
     def __init__(self, model: RatingModel, data: PrizeData, rows: np.ndarray, device, seed: int, batch_size: int,
                  opt, precision: str, threads: int, progress: bool):
-        super().__init__(model, data, rows, device, seed, batch_size)
+        super().__init__(model, data, rows, device, seed, batch_size, model.group_by)
         self.opt, self.device, self.n, self.threads, self.progress = opt, device, len(rows), threads, progress
         self.autocast = torch.autocast(device.type, dtype=torch.bfloat16,
                                        enabled=precision == "bf16" and device.type == "cuda")
@@ -144,12 +158,22 @@ class BatchEpochs(KernelEpochs):
 
 def epochs_for(model: RatingModel, data: PrizeData, rows: np.ndarray, device, optimizer: str, opt, tc, seed: int):
     """How ``model``'s epochs are trained, chosen here and nowhere else: its closed form
-    when it has one; on CPU with SGD and ``trainer.kernel=auto``, its compiled kernel when
-    it has one; otherwise torch mini-batch steps (any model, any device)."""
+    when it has one; with SGD, its compiled kernel when it has one and
+    ``trainer.kernel`` picks a backend for the device (:func:`prizenet.kernels.choose`:
+    ``auto`` is numba on CPU, Triton on CUDA); otherwise torch mini-batch steps (any model,
+    any device)."""
     if model.closed_form:
         return ClosedFormEpochs(model, data, rows, device)
-    if model.has_kernel and device.type == "cpu" and optimizer == "sgd" and tc.kernel == "auto":
-        return KernelEpochs(model, data, rows, device, seed, tc.batch_size)
+    backend = kernels.choose(tc.kernel, device)
+    if model.has_kernel and optimizer == "sgd" and backend is not None:
+        return KernelEpochs(model, data, rows, device, seed, tc.batch_size, backend)
+    if tc.kernel in kernels.BACKENDS:
+        why = "has no compiled kernel" if not model.has_kernel else f"trains with {optimizer}, the kernels with sgd"
+        raise kernels.BackendError(f"trainer.kernel={tc.kernel}: {type(model).__name__} {why}; "
+                                   f"use trainer.kernel=auto or torch")
+    if tc.kernel == "auto" and model.has_kernel and optimizer == "sgd" and device.type == "cuda":
+        log.warning("triton is not installed: %s trains with torch's batch steps, several times slower "
+                    "(pip install \"prizenet[cuda]\")", type(model).__name__)
     return BatchEpochs(model, data, rows, device, seed, tc.batch_size, opt, tc.precision, tc.threads, tc.progress)
 
 

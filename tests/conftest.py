@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import importlib.util
+import os
 import shutil
 from pathlib import Path
 
@@ -8,6 +10,14 @@ import pytest
 from prizenet.data.synthetic import write_prize
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+# Triton kernels run in its interpreter here, on CPU tensors, one program after another (set
+# before anything imports them); ahead-of-time compiles run in a process without it.
+os.environ["TRITON_INTERPRET"] = "1"
+HAS_TRITON = importlib.util.find_spec("triton") is not None
+#: Every compiled backend, for the behaviour tests written once (Triton skips, saying why, without it).
+BACKENDS = ["numba", pytest.param("triton", marks=pytest.mark.skipif(
+    not HAS_TRITON, reason='triton is not installed (pip install -e ".[dev]" brings it)'))]
 
 
 def shared(rel: str) -> Path:

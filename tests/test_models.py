@@ -9,6 +9,8 @@ from prizenet.models import SVD, Baseline
 from prizenet.models.tables import recording
 from prizenet.optim import RowOptimizer
 
+from conftest import BACKENDS
+
 U, I = 5, 4
 user = torch.tensor([0, 0, 1, 2, 3, 3, 3, 1])
 item = torch.tensor([0, 1, 1, 2, 0, 2, 3, 3])
@@ -306,7 +308,8 @@ def test_svdpp_prediction_in_user_chunks_is_the_same(monkeypatch):
     assert torch.allclose(whole, chunked, atol=1e-6)
 
 
-def test_svd_sgd_epoch_is_korens_per_rating_loop():
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_svd_sgd_epoch_is_korens_per_rating_loop(backend):
     m = svd(lr_bu=0.01, lr_bi=0.02, lr_pu=0.03, lr_qi=0.04, reg_bu=0.1, reg_bi=0.2, reg_pu=0.3, reg_qi=0.4)
     bu, bi, pu, qi = (t.weight.detach().clone().double() for t in (m.bu, m.bi, m.pu, m.qi))
     sse = 0.0
@@ -316,13 +319,14 @@ def test_svd_sgd_epoch_is_korens_per_rating_loop():
         bu[u] += 0.01 * (e - 0.1 * bu[u])
         bi[i] += 0.02 * (e - 0.2 * bi[i])
         pu[u], qi[i] = pu[u] + 0.03 * (e * qi[i] - 0.3 * pu[u]), qi[i] + 0.04 * (e * pu[u] - 0.4 * qi[i])
-    got = m.sgd_epoch(batch())
+    got = m.sgd_epoch(batch(), backend=backend)
     assert got == pytest.approx(sse, rel=1e-5)
     for t, want in zip((m.bu, m.bi, m.pu, m.qi), (bu, bi, pu, qi)):
         assert torch.allclose(t.weight.double(), want, atol=1e-5)
 
 
-def test_svdpp_sgd_epoch_is_the_per_user_loop():
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_svdpp_sgd_epoch_is_the_per_user_loop(backend):
     m = svdpp(lr_bu=0.01, lr_bi=0.02, lr_pu=0.03, lr_qi=0.04, lr_yj=0.05, reg_bu=0.1, reg_bi=0.2, reg_pu=0.3,
               reg_qi=0.4, reg_yj=0.5)
     bu, bi, pu, qi, y = (t.weight.detach().clone().double() for t in (m.bu, m.bi, m.pu, m.qi, m.yj))
@@ -342,13 +346,14 @@ def test_svdpp_sgd_epoch_is_the_per_user_loop():
             pu[u], qi[i] = pu[u] + 0.03 * (e * qi[i] - 0.3 * pu[u]), qi[i] + 0.04 * (e * (pu[u] + z) - 0.4 * qi[i])
         for j in nu_lists[u]:
             y[j] += 0.05 * (acc * norm - 0.5 * y[j])
-    got = m.sgd_epoch(batch(u_, i_, r_))
+    got = m.sgd_epoch(batch(u_, i_, r_), backend=backend)
     assert got == pytest.approx(sse, rel=1e-5)
     for t, want in zip((m.bu, m.bi, m.pu, m.qi, m.yj), (bu, bi, pu, qi, y)):
         assert torch.allclose(t.weight.double(), want, atol=1e-5)
 
 
-def test_time_svdpp_sgd_epoch_lowers_the_error_and_matches_its_forward():
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_time_svdpp_sgd_epoch_lowers_the_error_and_matches_its_forward(backend):
     # The kernel's predictions are the model's: the SSE it reports for an epoch at lr 0
     # is the forward pass's, term for term (all per-day, bin and drift terms included).
     m = time_svdpp(lr_pu=0.0, lr_qi=0.0, lr_yj=0.0, lr_alpha_p=0.0, lr_put=0.0, lr_bu=0.0, lr_bi=0.0, lr_alpha=0.0,
@@ -357,15 +362,16 @@ def test_time_svdpp_sgd_epoch_lowers_the_error_and_matches_its_forward():
     b = Batch(user=user[order], item=item[order], day=day[order], rating=rating[order])
     with torch.no_grad():
         want = float(((m(b) - b.rating) ** 2).sum())
-    assert m.sgd_epoch(b) == pytest.approx(want, rel=1e-5)
+    assert m.sgd_epoch(b, backend=backend) == pytest.approx(want, rel=1e-5)
     m = time_svdpp()
-    first = m.sgd_epoch(b)
+    first = m.sgd_epoch(b, backend=backend)
     for _ in range(30):
-        last = m.sgd_epoch(b)
+        last = m.sgd_epoch(b, backend=backend)
     assert last < 0.5 * first
 
 
-def test_time_svdpp_sgd_epoch_steps_along_the_gradient():
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_time_svdpp_sgd_epoch_steps_along_the_gradient(backend):
     # One rating, no L2: each parameter moves by lr * e * d(prediction)/d(parameter), the
     # derivative taken by autograd through the torch forward.
     lr = dict(lr_pu=1e-3, lr_qi=1e-3, lr_yj=1e-3, lr_alpha_p=1e-3, lr_put=1e-3, lr_bu=1e-3, lr_bi=1e-3,
@@ -385,7 +391,7 @@ def test_time_svdpp_sgd_epoch_steps_along_the_gradient():
         name = next(n for n in names if m.get_submodule(n) is table)
         grad[name].index_add_(0, idx, rows.grad)
     e = float(rating[3] - pred.detach())
-    m.sgd_epoch(Batch(user=user[3:4], item=item[3:4], day=day[3:4], rating=rating[3:4]))
+    m.sgd_epoch(Batch(user=user[3:4], item=item[3:4], day=day[3:4], rating=rating[3:4]), backend=backend)
     for n in names:
         assert torch.allclose(get(n) - before[n], 1e-3 * e * grad[n], atol=1e-7), n
 

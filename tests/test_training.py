@@ -63,6 +63,8 @@ import inspect  # noqa: E402
 
 import numpy as np  # noqa: E402
 
+from conftest import BACKENDS  # noqa: E402
+
 import prizenet.models as models  # noqa: E402
 from prizenet.config import DATA_INPUTS  # noqa: E402
 from prizenet.models.base import RatingModel  # noqa: E402
@@ -87,38 +89,75 @@ def _setting(**kw):
 
 
 @pytest.mark.parametrize("cls, solver, device, kernel, optimizer, backend", [
-    ("SVD", None, "cpu", "auto", "sgd", KernelEpochs),
-    ("SVDpp", None, "cpu", "auto", "sgd", KernelEpochs),
-    ("TimeSVDpp", None, "cpu", "auto", "sgd", KernelEpochs),
+    ("SVD", None, "cpu", "auto", "sgd", "numba"),
+    ("SVDpp", None, "cpu", "auto", "sgd", "numba"),
+    ("TimeSVDpp", None, "cpu", "numba", "sgd", "numba"),
     ("SVD", None, "cpu", "torch", "sgd", BatchEpochs),
     ("SVD", None, "cpu", "auto", "adam", BatchEpochs),
-    ("SVD", None, "cuda", "auto", "sgd", BatchEpochs),  # on a GPU: the batch steps
+    ("SVD", None, "cuda", "auto", "sgd", "triton"),  # on a GPU: the Triton kernels
+    ("TimeSVDpp", None, "cuda", "triton", "sgd", "triton"),
+    ("SVD", None, "cuda", "torch", "sgd", BatchEpochs),
     ("NeuMF", None, "cpu", "auto", "adam", BatchEpochs),
+    ("NeuMF", None, "cuda", "auto", "adam", BatchEpochs),
     ("AutoRec", None, "cpu", "auto", "adam", BatchEpochs),
     ("TimeBaseline", None, "cpu", "auto", "sgd", BatchEpochs),
     ("Baseline", "sgd", "cpu", "auto", "sgd", BatchEpochs),
     ("Baseline", "als", "cpu", "auto", "sgd", ClosedFormEpochs),
+    ("SVD", None, "cuda", "numba", "sgd", "runs on cpu, but the run's device is cuda"),
+    ("SVD", None, "cpu", "triton", "sgd", "runs on cuda, but the run's device is cpu"),
+    ("NeuMF", None, "cpu", "numba", "adam", "NeuMF has no compiled kernel"),
+    ("SVD", None, "cpu", "numba", "adam", "SVD trains with adam, the kernels with sgd"),
 ])
 def test_epochs_for_picks_the_backend_in_one_place(synthetic, cls, solver, device, kernel, optimizer, backend,
                                                    monkeypatch):
+    from prizenet import kernels
     from prizenet.data import load_prize
     from prizenet.models import model_inputs
 
+    monkeypatch.setattr(kernels, "available", lambda name: True)  # whether triton is installed or not
+    monkeypatch.setenv("TRITON_INTERPRET", "0")
     data = load_prize(synthetic)
     rows = data.fit_rows(False)
     target = getattr(models, cls)
     kw = {"solver": solver} if solver else {}
     model = target(**kw, **model_inputs(target, data, rows))
     if device == "cuda":  # the choice only: no loader is made, no tensor moved
-        monkeypatch.setattr(KernelEpochs, "__init__", lambda self, *a, **k: None)
-    got = epochs_for(model, data, rows, torch.device(device), optimizer, None, _setting(kernel=kernel), 0)
-    assert type(got) is backend
+        for epochs in (KernelEpochs, BatchEpochs):
+            monkeypatch.setattr(epochs, "__init__", lambda self, *a: setattr(self, "backend", a[-1]))
+    choose = lambda: epochs_for(model, data, rows, torch.device(device), optimizer, None,  # noqa: E731
+                                _setting(kernel=kernel), 0)
+    if isinstance(backend, str) and " " in backend:
+        with pytest.raises(kernels.BackendError, match=backend):
+            choose()
+    elif isinstance(backend, str):
+        got = choose()
+        assert type(got) is KernelEpochs and got.backend == backend
+    else:
+        assert type(choose()) is backend
+
+
+def test_a_gpu_without_triton_falls_back_to_the_batch_steps(synthetic, monkeypatch, caplog):
+    from prizenet import kernels
+    from prizenet.data import load_prize
+    from prizenet.models import model_inputs
+
+    monkeypatch.setattr(kernels, "available", lambda name: name != "triton")
+    monkeypatch.setattr(BatchEpochs, "__init__", lambda self, *a: None)
+    data = load_prize(synthetic)
+    rows = data.fit_rows(False)
+    model = models.SVD(**model_inputs(models.SVD, data, rows))
+    got = epochs_for(model, data, rows, torch.device("cuda"), "sgd", None, _setting(), 0)
+    assert type(got) is BatchEpochs and 'pip install "prizenet[cuda]"' in caplog.text
+    with pytest.raises(kernels.BackendError, match=r"triton package is not installed \(pip install"):
+        epochs_for(model, data, rows, torch.device("cuda"), "sgd", None, _setting(kernel="triton"), 0)
 
 
 @pytest.mark.parametrize("model, kernel", [("svd", "auto"), ("svd", "torch"), ("svdpp", "auto"), ("svdpp", "torch"),
                                            ("timesvdpp", "auto"), ("timesvdpp", "torch"),
                                            ("baseline", "auto"), ("baseline", "auto model.solver=als"),
-                                           ("ncf", "auto"), ("autorec", "auto")])
+                                           ("ncf", "auto"), ("autorec", "auto"),
+                                           *[pytest.param(m, "triton", marks=BACKENDS[1].marks)
+                                             for m in ("svd", "svdpp", "timesvdpp")]])
 def test_every_backend_lowers_the_training_error(tmp_path, model, kernel):
     # Written once, run on each backend (closed form, CPU kernel, torch batches) through train.py.
     from pathlib import Path
@@ -130,7 +169,9 @@ def test_every_backend_lowers_the_training_error(tmp_path, model, kernel):
     kernel, *extra = kernel.split()
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         cfg = compose("config", overrides=[
-            "data.users=300", "data.items=80", "data.ratings=12000", f"model={model}", f"trainer.kernel={kernel}",
+            # Triton runs here in its interpreter, about 4 ms a rating: a smaller set.
+            *(["data.users=60", "data.items=30", "data.ratings=600"] if kernel == "triton" else
+              ["data.users=300", "data.items=80", "data.ratings=12000"]), f"model={model}", f"trainer.kernel={kernel}",
             *extra, "trainer.n_epochs=3", "trainer.patience=3", "trainer.final_fit=false", "trainer.lr_scale=2",
             "trainer.progress=false", "trainer.histograms=false", "trainer.batch_size=512",
             *(["model.hidden=16"] if model == "autorec" else [])])

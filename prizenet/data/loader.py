@@ -45,6 +45,7 @@ class Batch:
     items: torch.Tensor | None = None  # grouped by item: distinct items of the batch [I_b]
     inverse: torch.Tensor | None = None  # grouped: index of each rating's user (item) in users (items) [B]
     implicit_rows: int | None = None  # grouped by user: Σ |N(u)| over users, known on the host
+    bounds: torch.Tensor | None = None  # a grouped whole epoch: where each user's (item's) run starts, + the end
 
     def __len__(self) -> int:
         return self.user.numel()
@@ -199,11 +200,15 @@ class RatingLoader:
                          day=torch.cat([b.day for b in parts]), rating=torch.cat([b.rating for b in parts]))
         gen = torch.Generator(device=self.device).manual_seed(self.seed * 1_000_003 + self.epoch)
         self.epoch += 1
+        bounds = None
         if self.grouped:
-            x = self._resident.x.index_select(0, self._group_order(self._resident, gen)[2])
+            _, counts, idx = self._group_order(self._resident, gen)
+            x = self._resident.x.index_select(0, idx)
+            bounds = torch.cat([torch.zeros(1, dtype=counts.dtype, device=self.device), torch.cumsum(counts, 0)])
         else:
             x = self._shuffled(self._resident, gen)
-        return Batch(user=x[:, 0], item=x[:, 1], day=x[:, 2] >> 8, rating=(x[:, 2] & 255).float() * 0.5)
+        return Batch(user=x[:, 0], item=x[:, 1], day=x[:, 2] >> 8, rating=(x[:, 2] & 255).float() * 0.5,
+                     bounds=bounds)
 
     def _random(self, chunk: _Chunk, gen: torch.Generator):
         epoch = self._shuffled(chunk, gen)

@@ -1,3 +1,94 @@
-"""Compiled training kernels, one folder per backend: ``numba/`` for the CPU (the papers'
-per-rating SGD, one rating at a time). Each model's math stays in its own file's
-docstring (``prizenet/models/``); a kernel file holds only the loop."""
+"""Compiled training kernels, one folder per backend; one interface for all of them.
+
+* ``numba/``: the CPU. The papers' per-rating SGD, one rating at a time in the epoch's
+  order: the exact sequential reference.
+* ``triton/``: CUDA (``pip install "prizenet[cuda]"``). The same per-rating SGD, parallel
+  over users, Hogwild-style: one program (one warp) per run of a user's ratings, the user's
+  rows in registers, the item-side rows updated with relaxed atomic adds. One launch per
+  epoch, no host sync. With ``TRITON_INTERPRET=1`` the programs run one after another on
+  CPU tensors, so a kernel then equals the numba one on the same order (the tests).
+
+Each backend module has the same three functions, on torch tensors of its device, each
+one epoch over the ratings in the order given, returning the squared errors met on the
+way as a 0-d float64 tensor on that device (each error taken before its update):
+
+* ``svd(user, item, rating, bounds, mu, (bu, bi, pu, qi), lr, reg, biased)``
+* ``svdpp(user, item, rating, bounds, nu_indptr, nu_items, mu, (bu, bi, pu, qi, yj), lr, reg)``
+* ``timesvdpp(user, item, day, rating, bounds, time, nu_indptr, nu_items, mu, per_day, weights, lr, reg)``
+  (``time``: the model's :class:`~prizenet.models.timebaseline.TimeFeatures`; ``weights``
+  and ``lr``/``reg`` in the order bu, alpha, but, bi, bibin, cu, cut, pu, alpha_p, put, qi, yj)
+
+``bounds`` (int64 ``[S + 1]``) cuts the ratings into runs of one user each, run ``s`` being
+``bounds[s]:bounds[s + 1]``; the grouped loader's ``whole_epoch`` gives it
+(:func:`runs` makes it from any order). ``mu`` is a 0-d tensor, read by the kernel.
+Each model's math is in its own file's docstring (``prizenet/models/``); a kernel file
+holds only the loop.
+
+Which backend trains an epoch is chosen in one place, :func:`prizenet.training.epochs_for`,
+through :func:`choose` here.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+
+import torch
+
+#: Backend name -> the device type it runs on.
+BACKENDS = {"numba": "cpu", "triton": "cuda"}
+
+
+class BackendError(RuntimeError):
+    """A backend asked for that cannot run here: says why and what to do."""
+
+
+def interpreting() -> bool:
+    """Triton's interpreter is on (``TRITON_INTERPRET=1``): its kernels run on CPU tensors."""
+    return os.environ.get("TRITON_INTERPRET", "0").lower() in ("1", "true", "on", "yes")
+
+
+def available(name: str) -> bool:
+    module = {"numba": "numba", "triton": "triton"}[name]
+    return importlib.util.find_spec(module) is not None
+
+
+def choose(kernel: str, device: torch.device) -> str | None:
+    """The compiled backend for ``trainer.kernel`` on ``device``, or None for torch's batch steps.
+
+    ``auto``: numba on CPU, Triton on CUDA (torch's batch steps where the package is missing);
+    ``torch``: None; ``numba`` / ``triton``: that backend, or a :class:`BackendError` saying
+    why it cannot run on ``device``.
+    """
+    if kernel == "torch":
+        return None
+    if kernel == "auto":
+        name = "numba" if device.type == "cpu" else "triton" if device.type == "cuda" else None
+        return name if name is not None and available(name) else None
+    if kernel not in BACKENDS:
+        raise BackendError(f"trainer.kernel={kernel}: expected auto, torch or one of {', '.join(BACKENDS)}")
+    if not available(kernel):
+        extra = ' (pip install "prizenet[cuda]")' if kernel == "triton" else ""
+        raise BackendError(f"trainer.kernel={kernel}: the {kernel} package is not installed{extra}")
+    wanted = BACKENDS[kernel]
+    if device.type != wanted and not (kernel == "triton" and device.type == "cpu" and interpreting()):
+        raise BackendError(f"trainer.kernel={kernel} runs on {wanted}, but the run's device is {device.type}"
+                           + ("; set trainer.device=cuda" if wanted == "cuda" else "; use trainer.kernel=auto"))
+    return kernel
+
+
+def load(name: str):
+    """The backend module ``name`` (imported on first use: Triton is only needed on CUDA)."""
+    if name not in BACKENDS:
+        raise BackendError(f"no kernel backend {name!r}; expected one of {', '.join(BACKENDS)}")
+    return importlib.import_module(f".{name}", __name__)
+
+
+def runs(user: torch.Tensor) -> torch.Tensor:
+    """``bounds`` for ratings in any order: a run ends wherever the user changes. (On CUDA this
+    waits for the device once, to learn the number of runs; the loader's ``whole_epoch``
+    gives ``bounds`` without that.)"""
+    cut = torch.nonzero(user[1:] != user[:-1]).flatten() + 1
+    edge = torch.tensor([0, len(user)], dtype=torch.long, device=user.device)
+    return torch.cat([edge[:1], cut, edge[1:]]) if len(user) else edge[:1]

@@ -14,8 +14,10 @@ declares; nothing else is looked up on a model:
 * ``see(n_user_ratings, n_item_ratings)``: called once before training; by default rows of
   users and items without a training rating are zeroed, so they predict from the biases.
 * optional faster ways to train an epoch, each declared by a flag and one method:
-  ``has_kernel`` with ``sgd_epoch(batch, scale)`` (the papers' per-rating SGD compiled for
-  the CPU; the loops live by backend in ``prizenet/kernels/numba/``), and ``closed_form`` with ``als_epoch(user, item, rating)`` (an exact sweep).
+  ``has_kernel`` with ``sgd_epoch(batch, scale, backend)`` (the papers' per-rating SGD,
+  compiled: the model hands its tables to a backend of :mod:`prizenet.kernels`, numba on
+  CPU or Triton on CUDA, whose loops live in ``prizenet/kernels/<backend>/``), and
+  ``closed_form`` with ``als_epoch(user, item, rating)`` (an exact sweep).
 
 Which of these an epoch uses is decided in one place, :func:`prizenet.training.epochs_for`,
 by the device, ``trainer.kernel`` and the optimizer; a model never chooses.
@@ -41,7 +43,7 @@ class RatingModel(nn.Module):
     #: The optimizer ``trainer.optimizer=auto`` trains the model with: "sgd" (the papers'
     #: per-rating updates) or "adam" (the neural models' papers).
     optimizer: ClassVar[Literal["sgd", "adam"]] = "sgd"
-    #: The model has ``sgd_epoch``: the per-rating SGD compiled for the CPU.
+    #: The model has ``sgd_epoch``: the per-rating SGD on a compiled backend.
     has_kernel: ClassVar[bool] = False
     #: Learning rate and weight decay of parameters outside the sparse tables.
     dense_lr: float = 1e-3
@@ -59,9 +61,11 @@ class RatingModel(nn.Module):
         """Before training: each user's and item's number of training ratings."""
         zero_unseen(self, n_user_ratings, n_item_ratings)
 
-    def sgd_epoch(self, batch: Batch, scale: float = 1.0) -> float:
-        """One epoch of per-rating SGD over ``batch`` (CPU tensors, the epoch's order), the
-        learning rates times ``scale``; returns the squared errors met on the way."""
+    def sgd_epoch(self, batch: Batch, scale: float = 1.0, backend: str = "numba") -> torch.Tensor:
+        """One epoch of per-rating SGD over ``batch`` (tensors on the backend's device, the
+        epoch's order; ``batch.bounds`` its runs of one user, found if absent), the learning
+        rates times ``scale``, on ``backend`` ("numba", "triton"); returns the squared errors
+        met on the way, a 0-d float64 tensor on the device."""
         raise NotImplementedError(f"{type(self).__name__} has no compiled epoch (has_kernel is False)")
 
     def als_epoch(self, user: torch.Tensor, item: torch.Tensor, rating: torch.Tensor) -> None:

@@ -12,9 +12,10 @@ SGD update per rating, e = r_ui − r̂_ui (the trainer sums it over a mini-batc
     bi[i] += lr_bi·(e − reg_bi·bi[i])         qi[i] += lr_qi·(e·pu[u] − reg_qi·qi[i])
 
 Two ways to train it: the trainer's mini-batch steps (any device: the per-rating updates of
-a batch summed, taken at one point), or on CPU ``sgd_epoch``, the updates above applied one
-rating at a time, in order, exactly as Koren and Surprise do, compiled with numba (13M
-ratings/s at 100 factors on one core of the project's CPU machine; docs/benchmarks.md).
+a batch summed, taken at one point), or ``sgd_epoch``, the updates above applied one
+rating at a time, in order, exactly as Koren and Surprise do: compiled with numba on CPU
+(13M ratings/s at 100 factors on one core of the project's CPU machine; docs/benchmarks.md),
+with Triton on CUDA (users in parallel, Hogwild; ``prizenet/kernels/``).
 
 Defaults follow scikit-surprise's SVD (lr 0.005, reg 0.02, factors N(0, 0.1²)), except
 ``n_factors``, which the configs set. ``biased=False`` drops mu and the biases (Funk's
@@ -33,10 +34,7 @@ from ..data import Batch
 from .base import RatingModel
 from .tables import SparseTable
 
-try:  # the compiled per-rating SGD of sgd_epoch (prizenet/kernels/numba/); without numba, the batch steps
-    from ..kernels.numba.svd import sgd as _sgd
-except ImportError:  # pragma: no cover - numba is a dependency; this keeps odd platforms working
-    _sgd = None
+from .. import kernels
 
 
 class SVD(RatingModel):
@@ -59,13 +57,15 @@ class SVD(RatingModel):
             return dot
         return self.mu + self.bu(batch.user) + self.bi(batch.item) + dot
 
-    def sgd_epoch(self, batch: Batch, scale: float = 1.0) -> float:
-        """Koren's SGD, one rating at a time in the batch's order (CPU tensors); returns the
-        sum of squared errors met on the way (each before its update)."""
-        if _sgd is None:
-            raise RuntimeError("sgd_epoch needs numba (pip install numba); or use trainer.kernel=torch")
-        w = [t.weight.detach().numpy() for t in (self.bu, self.bi, self.pu, self.qi)]
-        lr = [t.lr * scale for t in (self.bu, self.bi, self.pu, self.qi)]
-        reg = [t.reg for t in (self.bu, self.bi, self.pu, self.qi)]
-        return float(_sgd(batch.user.numpy(), batch.item.numpy(), batch.rating.numpy(), np.float32(self.mu),
-                          *w, *np.float32(lr), *np.float32(reg), self.biased))
+    def sgd_epoch(self, batch: Batch, scale: float = 1.0, backend: str = "numba") -> torch.Tensor:
+        """Koren's SGD, one rating at a time in the batch's order (whole users at a time on
+        Triton); returns the sum of squared errors met on the way (each before its update)."""
+        tables = (self.bu, self.bi, self.pu, self.qi)
+        return kernels.load(backend).svd(batch.user, batch.item, batch.rating, batch_runs(batch), self.mu,
+                                         [t.weight for t in tables], [t.lr * scale for t in tables],
+                                         [t.reg for t in tables], self.biased)
+
+
+def batch_runs(batch: Batch) -> torch.Tensor:
+    """The batch's runs of one user (:func:`prizenet.kernels.runs`), as the loader gave them or found."""
+    return batch.bounds if batch.bounds is not None else kernels.runs(batch.user)

@@ -16,15 +16,15 @@ SGD per rating, e = r_ui − r̂_ui, z_u = |N(u)|^-½ Σ_{j∈N(u)} y[j]:
 
 Two ways to train it, both exact in the sense that z_u is never approximated by a cache:
 
-* CPU (``sgd_epoch``, the trainer's default there): a numba-compiled loop over users in the
-  epoch's shuffled order computes z_u once per user, applies the bu, bi, pu, qi updates above
-  one rating at a time (qi's update uses pu[u] + z_u), accumulates the y gradient over the
-  user's ratings and applies it, with its L2, to every y[j] of N(u) once at the end of the
-  user: the usual fast form of Koren's update.
-* torch (GPU, or ``trainer.kernel=torch``): the trainer's batches hold whole users
-  (``group_by = "user"``); z_u is a segment sum over the y rows of N(u), once per distinct user
-  of the batch, and autograd returns each y[j] the sum of its per-rating gradients. The
-  per-rating updates of a batch are summed (mini-batch SGD), so bu[u], pu[u] and the y of
+* ``sgd_epoch`` (the trainer's default: numba on CPU, Triton on CUDA): a loop over users in
+  the epoch's shuffled order (on CUDA, users in parallel, Hogwild) computes z_u once per
+  user, applies the bu, bi, pu, qi updates above one rating at a time (qi's update uses
+  pu[u] + z_u), accumulates the y gradient over the user's ratings and applies it, with its
+  L2, to every y[j] of N(u) once at the end of the user: the usual fast form of Koren's update.
+* torch (``trainer.kernel=torch``, or a GPU without Triton): the trainer's batches hold whole
+  users (``group_by = "user"``); z_u is a segment sum over the y rows of N(u), once per
+  distinct user of the batch, and autograd returns each y[j] the sum of its per-rating
+  gradients. The per-rating updates of a batch are summed (mini-batch SGD), so bu[u], pu[u] and the y of
   N(u) (whose sum moves like pu[u]) would take all of a user's updates in one step: they pass
   ``uses`` = the user's ratings in the batch, and the optimizer damps their step to the
   effect of that many sequential steps (``prizenet.optim``). Item rows take plain summed
@@ -52,10 +52,8 @@ from ..data import Batch
 from .base import RatingModel
 from .tables import SparseTable, budget_spans
 
-try:  # the compiled per-user SGD of sgd_epoch (prizenet/kernels/numba/); without numba, the batch steps
-    from ..kernels.numba.svdpp import sgd_pp as _sgd_pp
-except ImportError:  # pragma: no cover - numba is a dependency; this keeps odd platforms working
-    _sgd_pp = None
+from .. import kernels
+from .svd import batch_runs
 
 
 PREDICT_ROWS = 1 << 22  # y rows gathered at once when predicting (4M rows x 100 factors: 1.6 GB)
@@ -137,21 +135,10 @@ class SVDpp(RatingModel):
         pu = self.pu(batch.user, uses=uses) + z.index_select(0, inverse)  # (its backward: index_add, fast)
         return self.mu + self.bu(batch.user, uses=uses) + self.bi(batch.item) + (self.qi(batch.item) * pu).sum(-1)
 
-    def sgd_epoch(self, batch: Batch, scale: float = 1.0) -> float:
+    def sgd_epoch(self, batch: Batch, scale: float = 1.0, backend: str = "numba") -> torch.Tensor:
         """One epoch of per-user SGD (see the module doc) over ``batch``, whose ratings come
         user by user (the trainer's whole-user loader); returns the sum of squared errors."""
-        if _sgd_pp is None:
-            raise RuntimeError("sgd_epoch needs numba (pip install numba); or use trainer.kernel=torch")
-        user = batch.user.numpy()
         tables = (self.bu, self.bi, self.pu, self.qi, self.yj)
-        w = [t.weight.detach().numpy() for t in tables]
-        lr = np.float32([t.lr * scale for t in tables])
-        reg = np.float32([t.reg for t in tables])
-        return float(_sgd_pp(user, batch.item.numpy(), batch.rating.numpy(), user_bounds(user), self.nu_indptr.numpy(),
-                             self.nu_items.numpy(), np.float32(self.mu), *w, lr, reg))
-
-
-def user_bounds(user: np.ndarray) -> np.ndarray:
-    """Where each user's run of ratings starts in ``user`` (whole users in a row), plus the
-    end: the per-user kernels walk ``bounds[s]:bounds[s + 1]``."""
-    return np.append(np.flatnonzero(np.diff(user, prepend=-1)), len(user)).astype(np.int64)
+        return kernels.load(backend).svdpp(batch.user, batch.item, batch.rating, batch_runs(batch), self.nu_indptr,
+                                           self.nu_items, self.mu, [t.weight for t in tables],
+                                           [t.lr * scale for t in tables], [t.reg for t in tables])

@@ -26,6 +26,8 @@ Koren, Y. (2009). Collaborative filtering with temporal dynamics. KDD 2009.
 
 from __future__ import annotations
 
+from functools import cached_property
+
 import numpy as np
 import torch
 from torch import nn
@@ -57,6 +59,16 @@ class TimeFeatures(nn.Module):
         key = user * self.n_days + day
         row = torch.searchsorted(self.keys, key).clamp_(max=len(self.keys) - 1)
         return row, self.keys[row] == key
+
+    @cached_property
+    def key_start(self) -> torch.Tensor:
+        """Where each user's (user, day) rows start among ``keys``, plus the end ([n_users + 1])."""
+        return torch.searchsorted(self.keys, torch.arange(len(self.t_u) + 1, device=self.keys.device) * self.n_days)
+
+    @cached_property
+    def key_dev(self) -> torch.Tensor:
+        """dev_u(t) of each (user, day) row of ``keys``."""
+        return self.dev(self.keys // self.n_days, self.keys % self.n_days)
 
     def user_day_uses(self, user: torch.Tensor, day: torch.Tensor, count: bool):
         """(row, known as 0/1 floats, ratings of each row in the batch or None): the per-day

@@ -10,8 +10,8 @@ per batch, exact gradients), and dev_u(t) the same drift feature for the user fa
 ``per_day_factors=True`` adds put[u,t], a factor vector for every (user, day) in training,
 probe and qualifying (Koren's most accurate variant; memory grows with the user-days).
 
-On CPU the trainer uses ``sgd_epoch``: as SVD++'s, a numba-compiled loop over users that
-applies every term's update one rating at a time and y's once per user.
+The trainer's ``sgd_epoch``, as SVD++'s, is a loop over users (numba on CPU, Triton on CUDA)
+that applies every term's update one rating at a time and y's once per user.
 
 Reading of the paper: alpha_p[u] is a vector (one drift per factor), as in eq. 12.
 Objective and SGD: squared error plus each term's per-rating L2, θ += lr_θ·(e·∂r̂/∂θ − reg_θ·θ).
@@ -25,15 +25,12 @@ import numpy as np
 import torch
 
 from ..data import Batch
-from .svdpp import implicit_buffer, implicit_sum, ratings_per, user_bounds, users_of
+from .. import kernels
+from .svd import batch_runs
+from .svdpp import implicit_buffer, implicit_sum, ratings_per, users_of
 from .base import RatingModel
 from .tables import SparseTable
 from .timebaseline import TimeBaseline
-
-try:  # the compiled per-user SGD of sgd_epoch (prizenet/kernels/numba/); without numba, the batch steps
-    from ..kernels.numba.timesvdpp import sgd_time as _sgd_time
-except ImportError:  # pragma: no cover - numba is a dependency; this keeps odd platforms working
-    _sgd_time = None
 
 
 class TimeSVDpp(RatingModel):
@@ -59,7 +56,6 @@ class TimeSVDpp(RatingModel):
         self.yj = SparseTable(n_items, n_factors, lr_yj, reg_yj, init_std, index="implicit")
         self.put = SparseTable(len(user_day_keys), n_factors, lr_put, reg_put, index="user_day") \
             if per_day_factors else None
-        self._key_start = self._key_dev = None  # sgd_epoch's lookup tables, made on first use
 
     def forward(self, batch: Batch) -> torch.Tensor:
         b = self.baseline
@@ -77,23 +73,12 @@ class TimeSVDpp(RatingModel):
         return (b.mu + b.bias(batch, uses, dev, user_day)
                 + (self.qi(batch.item) * (pu_t + z.index_select(0, inverse))).sum(-1))
 
-    def sgd_epoch(self, batch: Batch, scale: float = 1.0) -> float:
+    def sgd_epoch(self, batch: Batch, scale: float = 1.0, backend: str = "numba") -> torch.Tensor:
         """One epoch of per-user SGD over ``batch`` (whole users, in order); returns the SSE."""
-        if _sgd_time is None:
-            raise RuntimeError("sgd_epoch needs numba (pip install numba); or use trainer.kernel=torch")
         b = self.baseline
-        user = batch.user.numpy()
-        put = self.put if self.put is not None else SparseTable(1, self.pu.weight.shape[1], 0.0, 0.0)
+        put = self.put if self.put is not None else SparseTable(1, self.pu.weight.shape[1], 0.0, 0.0).to(b.mu.device)
         tables = (b.bu, b.alpha, b.but, b.bi, b.bibin, b.cu, b.cut, self.pu, self.alpha_p, put, self.qi, self.yj)
-        w = [tb.weight.detach().numpy() for tb in tables]
-        lr = np.float32([tb.lr * scale for tb in tables])
-        reg = np.float32([tb.reg for tb in tables])
-        tf = b.time
-        if self._key_dev is None:  # per (user, day) row: where each user's rows start, and dev_u(t)
-            keys = tf.keys
-            self._key_start = torch.searchsorted(keys, torch.arange(len(tf.t_u) + 1) * tf.n_days).numpy()
-            self._key_dev = tf.dev(keys // tf.n_days, keys % tf.n_days).numpy()
-        return float(_sgd_time(user, batch.item.numpy(), batch.day.numpy(), batch.rating.numpy(), user_bounds(user),
-                               tf.keys.numpy(), self._key_start, self._key_dev, tf.n_days, tf.n_bins,
-                               self.nu_indptr.numpy(), self.nu_items.numpy(), np.float32(b.mu),
-                               self.put is not None, *w, lr, reg))
+        return kernels.load(backend).timesvdpp(
+            batch.user, batch.item, batch.day, batch.rating, batch_runs(batch), b.time, self.nu_indptr, self.nu_items,
+            b.mu, self.put is not None, [t.weight for t in tables], [t.lr * scale for t in tables],
+            [t.reg for t in tables])

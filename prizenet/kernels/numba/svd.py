@@ -3,6 +3,15 @@ rule and the updates), compiled for the CPU."""
 
 import numba
 import numpy as np
+import torch
+
+
+def svd(user, item, rating, bounds, mu, weights, lr, reg, biased) -> torch.Tensor:
+    """One epoch in the ratings' order (``bounds`` is not needed: one rating at a time)."""
+    w = [t.detach().numpy() for t in weights]
+    return torch.tensor(sgd(user.numpy(), item.numpy(), rating.numpy(), np.float32(mu), *w, *np.float32(lr),
+                            *np.float32(reg), bool(biased)), dtype=torch.float64)
+
 
 
 @numba.njit(fastmath=True, nogil=True, cache=True)

@@ -3,6 +3,16 @@ the updates), compiled for the CPU; ``user_z`` and ``update_y`` serve timeSVD++ 
 
 import numba
 import numpy as np
+import torch
+
+
+def svdpp(user, item, rating, bounds, nu_indptr, nu_items, mu, weights, lr, reg) -> torch.Tensor:
+    """One epoch, run by run of ``bounds``."""
+    w = [t.detach().numpy() for t in weights]
+    return torch.tensor(sgd_pp(user.numpy(), item.numpy(), rating.numpy(), bounds.numpy(), nu_indptr.numpy(),
+                               nu_items.numpy(), np.float32(mu), *w, np.float32(lr), np.float32(reg)),
+                        dtype=torch.float64)
+
 
 
 @numba.njit(fastmath=True, nogil=True, cache=True)

@@ -3,8 +3,20 @@ rule), compiled for the CPU."""
 
 import numba
 import numpy as np
+import torch
 
 from .svdpp import update_y, user_z
+
+
+def timesvdpp(user, item, day, rating, bounds, time, nu_indptr, nu_items, mu, per_day, weights, lr, reg):
+    """One epoch, run by run of ``bounds``; a rating's (user, day) row is searched among the
+    user's rows of ``time.keys`` (``time.key_start``), its dev_u(t) read from ``time.key_dev``."""
+    w = [t.detach().numpy() for t in weights]
+    return torch.tensor(sgd_time(user.numpy(), item.numpy(), day.numpy(), rating.numpy(), bounds.numpy(),
+                                 time.keys.numpy(), time.key_start.numpy(), time.key_dev.numpy(), time.n_days,
+                                 time.n_bins, nu_indptr.numpy(), nu_items.numpy(), np.float32(mu), bool(per_day),
+                                 *w, np.float32(lr), np.float32(reg)), dtype=torch.float64)
+
 
 
 @numba.njit(fastmath=True, nogil=True, cache=True)

@@ -1,0 +1,125 @@
+"""The compiled backends against each other: Triton (in its interpreter, programs one after
+another) equals the sequential numba kernel on the same order; the Triton kernels compile
+for Hopper without spilling; the backends' shared pieces (runs, launch order, the loader's
+bounds). The models' own per-backend behaviour tests are in test_models.py."""
+
+import copy
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import HAS_TRITON
+from prizenet import kernels
+from prizenet.data import RatingLoader, load_prize
+from prizenet.data.synthetic import write_prize
+from prizenet.models import SVD, SVDpp, TimeSVDpp, model_inputs
+from prizenet.models.tables import SparseTable
+
+needs_triton = pytest.mark.skipif(not HAS_TRITON, reason='triton is not installed (pip install -e ".[dev]")')
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory):
+    """A few hundred training ratings, whole users in a shuffled order, with their bounds."""
+    out = tmp_path_factory.mktemp("small")
+    write_prize(out, users=60, items=40, ratings=700, seed=5)
+    data = load_prize(out)
+    rows = data.fit_rows(False)
+    loader = RatingLoader(data, rows, 4096, torch.device("cpu"), seed=1, group_by="user")
+    batch = loader.whole_epoch()
+    assert 200 <= len(batch) <= 700 and batch.bounds is not None
+    return data, rows, batch
+
+
+def relative(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a.double() - b.double()).abs().max() / b.double().abs().max().clamp(min=1e-30))
+
+
+@needs_triton
+@pytest.mark.parametrize("cls, kw", [(SVD, {}), (SVD, {"biased": False}), (SVDpp, {}), (TimeSVDpp, {}),
+                                     (TimeSVDpp, {"per_day_factors": True})],
+                         ids=["svd", "svd-unbiased", "svdpp", "timesvdpp", "timesvdpp-per-day"])
+def test_triton_equals_numba_on_the_same_order(small, cls, kw):
+    data, rows, batch = small
+    torch.manual_seed(0)
+    model = cls(**model_inputs(cls, data, rows), n_factors=20, **kw)
+    with torch.no_grad():  # every term non-zero, so every update is compared
+        for t in model.modules():
+            if isinstance(t, SparseTable):
+                t.weight.normal_(0, 0.05)
+    twin = copy.deepcopy(model)
+    for _ in range(2):
+        sse_numba = model.sgd_epoch(batch, 1.5, "numba")
+        sse_triton = twin.sgd_epoch(batch, 1.5, "triton")
+    assert relative(sse_triton, sse_numba) <= 1e-6
+    for (name, a), (_, b) in zip(model.named_parameters(), twin.named_parameters()):
+        assert relative(b, a) <= 1e-6, name
+        assert not torch.equal(a, cls(**model_inputs(cls, data, rows), n_factors=20, **kw).get_parameter(name))
+
+
+@needs_triton
+def test_triton_kernels_compile_for_hopper_without_spills():
+    # triton.compile for sm_90 with the wheel's ptxas, in a process without the interpreter.
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    out = subprocess.run([sys.executable, "-m", "prizenet.kernels.triton.aot", "90", "200"], cwd=ROOT, env=env,
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    report = json.loads(out.stdout)
+    assert set(report) == {"svd[BIASED=True]", "svd[BIASED=False]", "svdpp", "timesvdpp[PER_DAY=False]",
+                           "timesvdpp[PER_DAY=True]"}
+    for name, used in report.items():
+        assert used["STACK"] == 0 and used["LOCAL"] == 0, (name, used)  # a spill lands in local memory
+        assert 0 < used["REG"] <= 255, (name, used)
+
+
+@needs_triton
+def test_the_gpu_launches_the_heaviest_users_first_and_the_rest_in_order():
+    from prizenet.kernels.triton import heavy_first, launch_order
+
+    counts = torch.tensor([3, 9, 1, 9, 4, 2, 7])
+    bounds = torch.cat([torch.zeros(1, dtype=torch.long), torch.cumsum(counts, 0)])
+    order = heavy_first(bounds, heavy=3)
+    assert order[:3].tolist() in ([1, 3, 6], [3, 1, 6]) and order[3:].tolist() == [0, 2, 4, 5]
+    assert sorted(heavy_first(bounds).tolist()) == list(range(7))
+    assert launch_order(bounds).tolist() == list(range(7))  # in the interpreter: the runs' own order
+
+
+def test_runs_cut_wherever_the_user_changes():
+    user = torch.tensor([4, 4, 1, 7, 7, 7, 4])
+    assert kernels.runs(user).tolist() == [0, 2, 3, 6, 7]
+    assert kernels.runs(user[:0]).tolist() == [0]
+
+
+def test_the_grouped_loader_gives_each_epochs_bounds(small):
+    data, rows, batch = small
+    assert torch.equal(batch.bounds, kernels.runs(batch.user))
+    users = batch.user[batch.bounds[:-1]]
+    assert len(users.unique()) == len(users)  # each user in one run
+    loader = RatingLoader(data, rows, 4096, torch.device("cpu"), seed=1, group_by="user")
+    loader.epoch = 1
+    assert not torch.equal(loader.whole_epoch().user, batch.user)  # a new shuffle each epoch
+
+
+@pytest.mark.parametrize("kernel, device, why", [
+    ("numba", "cuda", "runs on cpu"), ("triton", "cpu", "runs on cuda"), ("cuda", "cpu", "expected auto, torch")])
+def test_a_backend_that_cannot_run_says_why(kernel, device, why, monkeypatch):
+    monkeypatch.setenv("TRITON_INTERPRET", "0")
+    monkeypatch.setattr(kernels, "available", lambda name: True)
+    with pytest.raises(kernels.BackendError, match=why):
+        kernels.choose(kernel, torch.device(device))
+
+
+def test_auto_picks_by_device(monkeypatch):
+    monkeypatch.setattr(kernels, "available", lambda name: True)
+    assert kernels.choose("auto", torch.device("cpu")) == "numba"
+    assert kernels.choose("auto", torch.device("cuda")) == "triton"
+    assert kernels.choose("torch", torch.device("cuda")) is None
+    monkeypatch.setattr(kernels, "available", lambda name: name == "numba")
+    assert kernels.choose("auto", torch.device("cuda")) is None  # torch's batch steps

@@ -10,7 +10,7 @@ COPY pyproject.toml README.md train.py ./
 COPY prizenet ./prizenet
 COPY conf ./conf
 COPY scripts ./scripts
-RUN pip install --no-cache-dir -e ".[sweep]"
+RUN pip install --no-cache-dir -e ".[sweep,cuda]"
 ENV PRIZENET_DATA=/data PRIZENET_CACHE=/data/.prizenet_cache
 VOLUME /data
 ENTRYPOINT ["python", "train.py"]

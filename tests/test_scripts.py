@@ -1,9 +1,11 @@
+import importlib.util
 import json
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from prizenet.data import load_prize, write_submission
 
@@ -38,3 +40,20 @@ def test_make_synthetic_then_score(tmp_path):
     out = run("scripts/score.py", tmp_path / "sub.txt", tmp_path / "s" / "answers.csv")
     assert out.returncode == 0, out.stderr
     assert "quiz RMSE" in out.stdout and "improvement" in out.stdout
+
+
+@pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason='triton is not installed (pip install -e ".[dev]")')
+def test_bench_gpu_dry_runs_the_whole_flow_on_cpu(tmp_path):
+    # The GPU benchmark's every step, tiny, on CPU with Triton's interpreter: what a person
+    # with a GPU runs, minus the size.
+    out = run("scripts/bench_gpu.py", "--dry", "--json", tmp_path / "gpu.json")
+    assert out.returncode == 0, out.stderr[-3000:]
+    report = json.loads((tmp_path / "gpu.json").read_text())
+    rows = {(r["model"], r["backend"]) for r in report["epochs"]}
+    for model in ("svd", "svdpp", "timesvdpp"):
+        assert {(model, "triton"), (model, "torch b=64"), (model, "torch b=256")} <= rows
+        r = report["against_cpu"][model]
+        assert r["max_relative_difference_1_epoch"] <= 1e-6  # the interpreter is sequential: numba's result
+        assert abs(r["probe_rmse_gap"]) <= 0.002
+    assert all(r["seconds"] > 0 and r["floor_seconds"] > 0 for r in report["epochs"])
+    assert report["versions"]["triton_interpreter"] and "Triton vs the CPU kernel" in out.stdout

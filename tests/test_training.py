@@ -123,7 +123,7 @@ def test_epochs_for_picks_the_backend_in_one_place(synthetic, cls, solver, devic
     model = target(**kw, **model_inputs(target, data, rows))
     if device == "cuda":  # the choice only: no loader is made, no tensor moved
         for epochs in (KernelEpochs, BatchEpochs):
-            monkeypatch.setattr(epochs, "__init__", lambda self, *a: setattr(self, "backend", a[-1]))
+            monkeypatch.setattr(epochs, "__init__", lambda self, *a: setattr(self, "backend", a[6] if len(a) > 7 else None))
     choose = lambda: epochs_for(model, data, rows, torch.device(device), optimizer, None,  # noqa: E731
                                 _setting(kernel=kernel), 0)
     if isinstance(backend, str) and " " in backend:
@@ -274,9 +274,7 @@ class SyncCounter(torch.utils._python_dispatch.TorchDispatchMode):
 
 from pathlib import Path  # noqa: E402
 
-TORCH_PATH = ["baseline", "timebaseline", "svd", "ncf", "svdpp", "timesvdpp",
-              pytest.param("autorec", marks=pytest.mark.xfail(strict=True, reason="torch.unique of a batch's "
-                           "users (autorec.py forward)"))]
+TORCH_PATH = ["baseline", "timebaseline", "svd", "ncf", "svdpp", "timesvdpp", "autorec"]
 
 
 @pytest.mark.parametrize("model", TORCH_PATH)
@@ -328,3 +326,41 @@ def test_lazy_adam_without_unique_equals_the_unique_based_update():
         ref_w[rows] -= 0.01 * (1 - 0.999 ** step) ** 0.5 / (1 - 0.9 ** step) * ref_m[rows] / (ref_v[rows].sqrt() + 1e-8)
         assert torch.allclose(table.weight, ref_w, atol=1e-7)
         assert torch.allclose(opt.state["m0"][:10], ref_m, atol=1e-7)
+
+
+@pytest.mark.parametrize("kind", ["adam", "sgd"])
+def test_autorec_with_padded_distinct_users_steps_as_with_unique(synthetic, kind, monkeypatch):
+    # AutoRec's batches gather each distinct user's rows once (their L2 once a batch). The
+    # sync-free distinct() pads them with rows that must train nothing: one step equals the
+    # step taken with torch.unique's exact list.
+    from prizenet.data import RatingLoader, load_prize
+    from prizenet.models import AutoRec, model_inputs
+    from prizenet.models import autorec as module
+    from prizenet.models.tables import recording
+    from prizenet.optim import RowOptimizer
+
+    data = load_prize(synthetic)
+    rows = data.fit_rows(False)
+    batch = next(iter(RatingLoader(data, rows, 512, "cpu", seed=0, group_by="item")))
+
+    def step(model):
+        opt = RowOptimizer(model, kind)
+        for _ in range(2):
+            with recording(model) as tape:
+                e = model(batch) - batch.rating
+                (0.5 * (e * e).sum()).backward()
+            opt.step(tape)
+        return {k: v.clone() for k, v in model.state_dict().items()}
+
+    torch.manual_seed(0)
+    padded = step(AutoRec(**model_inputs(AutoRec, data, rows), hidden=8))
+    def unique(idx):  # the exact list of distinct users, no padding
+        values, inverse = torch.unique(idx, return_inverse=True)
+        return values, None, inverse
+
+    monkeypatch.setattr(module, "distinct", unique)
+    torch.manual_seed(0)
+    exact = step(AutoRec(**model_inputs(AutoRec, data, rows), hidden=8))
+    assert len(torch.unique(batch.user)) < len(batch)  # users repeat across the batch's items: padding exists
+    for k in exact:
+        assert torch.allclose(padded[k], exact[k], atol=1e-6), k

@@ -45,7 +45,7 @@ from torch import nn
 
 from ..data import Batch
 from .base import RatingModel
-from .tables import SparseTable, budget_spans
+from .tables import SparseTable, budget_spans, distinct
 
 ENCODE_ROWS = 1 << 20  # ratings encoded at once when coding every item (x 500 hidden: 2 GB a temporary)
 
@@ -79,11 +79,14 @@ class AutoRec(RatingModel):
 
     def forward(self, batch: Batch) -> torch.Tensor:
         if batch.items is not None:  # a training batch of whole items: encode them from it
-            # V and W rows gathered once per distinct user (their L2 applies once a batch)
-            users, inverse = torch.unique(batch.user, return_inverse=True)
-            h = self.encode(self.V(users).index_select(0, inverse), batch.rating, batch.inverse, len(batch.items))
-            w = self.W(users).index_select(0, inverse)
-            return self.mu + self.b(users).index_select(0, inverse) + (w * h.index_select(0, batch.inverse)).sum(-1)
+            # V and W rows gathered once per distinct user (their L2 applies once a batch),
+            # the distinct users found without making the host wait (``distinct``)
+            users, real, inverse = distinct(batch.user)
+            v = self.V(users, keep=real).index_select(0, inverse)
+            h = self.encode(v, batch.rating, batch.inverse, len(batch.items))
+            w = self.W(users, keep=real).index_select(0, inverse)
+            b = self.b(users, keep=real).index_select(0, inverse)
+            return self.mu + b + (w * h.index_select(0, batch.inverse)).sum(-1)
         # pairs to predict: codes of their items from the stored training ratings
         h = self.codes().index_select(0, batch.item)
         seen = (self.item_indptr[batch.item + 1] > self.item_indptr[batch.item]).to(h.dtype)

@@ -38,15 +38,20 @@ class SparseTable(nn.Module):
         self.lr, self.reg, self.index = float(lr), float(reg), index
         self.tape: list | None = None
 
-    def forward(self, idx: torch.Tensor, uses: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, idx: torch.Tensor, uses: torch.Tensor | None = None,
+                keep: torch.Tensor | None = None) -> torch.Tensor:
         """Rows ``idx`` (one gathered row per index).
 
         ``uses`` (one number per index): how many ratings of the batch update that row in
         all. The SGD step of such a row is damped to the effect of that many sequential
         steps (see :mod:`prizenet.optim`); models with whole-user batches pass it for their
         user rows, which otherwise take all of a user's updates at once.
+        ``keep`` (bools, one per index): rows where it is False come back as zeros and
+        train nothing, neither gradient nor L2: the padding of :func:`distinct`.
         """
         rows = self.weight.index_select(0, idx)
+        if keep is not None:
+            rows.mul_(keep.to(rows.dtype).view(-1, *([1] * (rows.dim() - 1))))
         if self.tape is not None:  # training: gradients are taken w.r.t. the gathered rows
             rows.requires_grad_(True)
             self.tape.append((self, idx, rows, uses))
@@ -102,6 +107,17 @@ def sorted_runs(idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Te
     first = torch.ones_like(s, dtype=torch.bool)
     first[1:] = s[1:] != s[:-1]
     return order, s, torch.cumsum(first, 0) - 1
+
+
+def distinct(idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``torch.unique(idx, return_inverse=True)`` without the host sync, padded: (the distinct
+    values, sorted, then padding up to ``len(idx)``; which of those are real; each entry's
+    position among them). Gather table rows with ``table(values, keep=real)``: the padding
+    rows come back as zeros and train nothing."""
+    order, s, run = sorted_runs(idx)
+    values = torch.zeros_like(s).index_copy_(0, run, s)  # (a run's entries all write its value)
+    real = torch.arange(len(s), device=s.device) <= run[-1:]
+    return values, real, torch.empty_like(run).index_copy_(0, order, run)
 
 
 def repeats(idx: torch.Tensor) -> torch.Tensor:

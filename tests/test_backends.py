@@ -16,7 +16,7 @@ import torch
 
 from conftest import HAS_TRITON
 from prizenet import kernels
-from prizenet.data import RatingLoader, load_prize
+from prizenet.data import Batch, RatingLoader, load_prize
 from prizenet.data.synthetic import write_prize
 from prizenet.models import SVD, SVDpp, TimeSVDpp, model_inputs
 from prizenet.models.tables import SparseTable
@@ -85,10 +85,11 @@ def test_the_gpu_launches_the_heaviest_users_first_and_the_rest_in_order():
 
     counts = torch.tensor([3, 9, 1, 9, 4, 2, 7])
     bounds = torch.cat([torch.zeros(1, dtype=torch.long), torch.cumsum(counts, 0)])
-    order = heavy_first(bounds, heavy=3)
-    assert order[:3].tolist() in ([1, 3, 6], [3, 1, 6]) and order[3:].tolist() == [0, 2, 4, 5]
-    assert sorted(heavy_first(bounds).tolist()) == list(range(7))
-    assert launch_order(bounds).tolist() == list(range(7))  # in the interpreter: the runs' own order
+    order = torch.tensor([5, 0, 6, 2, 1, 4, 3])  # the epoch's shuffle
+    got = heavy_first(bounds, order, heavy=3)
+    assert got[:3].tolist() in ([1, 3, 6], [3, 1, 6]) and got[3:].tolist() == [5, 0, 2, 4]
+    assert sorted(heavy_first(bounds, order).tolist()) == list(range(7))
+    assert torch.equal(launch_order(bounds, order), order)  # in the interpreter: the epoch's order
 
 
 def test_runs_cut_wherever_the_user_changes():
@@ -97,14 +98,20 @@ def test_runs_cut_wherever_the_user_changes():
     assert kernels.runs(user[:0]).tolist() == [0]
 
 
-def test_the_grouped_loader_gives_each_epochs_bounds(small):
+def test_the_grouped_loader_gives_runs_and_their_order_without_moving_a_rating(small):
     data, rows, batch = small
-    assert torch.equal(batch.bounds, kernels.runs(batch.user))
+    assert torch.equal(batch.bounds, kernels.runs(batch.user))  # the stored rows: one run per user
     users = batch.user[batch.bounds[:-1]]
-    assert len(users.unique()) == len(users)  # each user in one run
+    assert len(users.unique()) == len(users) and sorted(batch.order.tolist()) == list(range(len(users)))
     loader = RatingLoader(data, rows, 4096, torch.device("cpu"), seed=1, group_by="user")
-    loader.epoch = 1
-    assert not torch.equal(loader.whole_epoch().user, batch.user)  # a new shuffle each epoch
+    first = loader.whole_epoch()
+    assert torch.equal(first.order, batch.order)  # the same seed and epoch: the same shuffle
+    # ... which is the order iterating the loader gives the users
+    loader.epoch = 0
+    iterated = torch.cat([b.users for b in loader])
+    assert torch.equal(iterated, users[first.order].long())
+    second = loader.whole_epoch()
+    assert second.user is first.user and not torch.equal(second.order, first.order)  # a new shuffle, no copy
 
 
 @pytest.mark.parametrize("kernel, device, why", [
@@ -123,3 +130,57 @@ def test_auto_picks_by_device(monkeypatch):
     assert kernels.choose("torch", torch.device("cuda")) is None
     monkeypatch.setattr(kernels, "available", lambda name: name == "numba")
     assert kernels.choose("auto", torch.device("cuda")) is None  # torch's batch steps
+
+
+# -- the CPU kernels on several cores ----------------------------------------------------
+from prizenet.training import KernelEpochs, KernelThreads, split_runs  # noqa: E402
+
+
+def test_split_runs_cuts_the_epochs_users_into_equal_parts(small):
+    _, _, batch = small
+    parts = split_runs(batch, 3)
+    assert len(parts) == 3 and torch.equal(torch.cat([p.order for p in parts]), batch.order)
+    counts = batch.bounds.diff()
+    sizes = [int(counts[p.order].sum()) for p in parts]
+    assert sum(sizes) == len(batch) and max(abs(n - len(batch) / 3) for n in sizes) <= int(counts.max())
+    assert all(p.user is batch.user and p.bounds is batch.bounds for p in parts)  # nothing copied
+    plain = Batch(user=batch.user, item=batch.item, day=batch.day, rating=batch.rating)  # no runs given: found
+    assert sum(int(kernels.runs(batch.user).diff()[p.order].sum()) for p in split_runs(plain, 2)) == len(batch)
+
+
+def test_kernel_threads_try_both_then_keep_the_faster_and_recheck():
+    t = KernelThreads(0, recheck=4)
+    if len(t.candidates) == 1:
+        pytest.skip("one CPU thread here: nothing to choose")
+    one, most = t.candidates
+    seen = []
+    for rate in {one: 5.0, most: 9.0}, {one: 5.0, most: 9.0}, {one: 5.0, most: 9.0}, {one: 5.0, most: 9.0}:
+        n = t.next()
+        seen.append(n)
+        t.took(rate[n])
+    assert seen == [one, most, most, one]  # trials, then the faster, then the recheck of the other
+    t.next()
+    assert t.current == most
+    assert KernelThreads(1).next() == 1 and KernelThreads(3).next() == 3
+
+
+@pytest.mark.parametrize("cls", [SVD, SVDpp, TimeSVDpp], ids=["svd", "svdpp", "timesvdpp"])
+def test_two_cores_converge_to_the_sequential_kernels_probe_rmse(tmp_path, cls):
+    from prizenet.training import predict, rmse
+
+    write_prize(tmp_path / "p", users=2000, items=300, ratings=120_000, seed=11)
+    data = load_prize(tmp_path / "p")
+    rows = data.fit_rows(False)
+    probe = data.probe_rows
+    got = {}
+    for threads in (1, 2):
+        torch.manual_seed(0)
+        model = cls(**model_inputs(cls, data, rows), n_factors=10)
+        loop = KernelEpochs(model, data, rows, torch.device("cpu"), 0, 4096, "numba", threads)
+        for epoch in range(8):
+            loop.run(0.95 ** epoch, "")
+        got[threads] = rmse(predict(model, data, data.user[probe], data.item[probe], data.day[probe], "cpu", 65536),
+                            data.probe_rating)
+    assert got[2] == pytest.approx(got[1], abs=0.002)
+    mean_only = rmse(np.full(len(probe), data.rating_x2[rows].mean() / 2, np.float32), data.probe_rating)
+    assert got[1] < 0.95 * mean_only  # both learnt (the mean alone scores 1.125 here)

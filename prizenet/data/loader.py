@@ -46,6 +46,7 @@ class Batch:
     inverse: torch.Tensor | None = None  # grouped: index of each rating's user (item) in users (items) [B]
     implicit_rows: int | None = None  # grouped by user: Σ |N(u)| over users, known on the host
     bounds: torch.Tensor | None = None  # a grouped whole epoch: where each user's (item's) run starts, + the end
+    order: torch.Tensor | None = None  # ... and the order to take the runs in (the epoch's shuffle); None: as stored
 
     def __len__(self) -> int:
         return self.user.numel()
@@ -80,6 +81,7 @@ class _Chunk:
             x = torch.from_numpy(x).index_select(0, torch.from_numpy(perm)).numpy()
         self.x = put(x)
         self.buf: torch.Tensor | None = None  # the epoch's shuffled rows, reused every epoch
+        self.columns: Batch | None = None  # grouped: the rows as columns, for whole_epoch (made on first use)
         self.seg_implicit: np.ndarray | None = None
         if group_col is not None:  # rows are user- (item-) contiguous: segments of equal id
             g = x[:, group_col]
@@ -188,11 +190,14 @@ class RatingLoader:
             yield from (self._grouped(chunk, gen) if self.grouped else self._random(chunk, gen))
 
     def whole_epoch(self) -> Batch:
-        """This epoch's ratings as one batch, in the order iterating would give them (for
-        kernels that walk the ratings one at a time). Advances the epoch like iterating.
+        """This epoch's ratings as one batch, for kernels that walk the ratings one at a time.
+        Advances the epoch like iterating.
 
-        Resident and ungrouped, user, item and day are int32 views into the shuffled
-        rows (no copy of 10^8 ratings); otherwise the batches are concatenated.
+        Resident and grouped, nothing moves: the columns are the stored rows (user or item
+        order, made once), ``bounds`` their runs and ``order`` the epoch's shuffle of the
+        runs, the one iterating would give. Resident and ungrouped, user, item and day are
+        int32 views into the shuffled rows (no copy of 10^8 ratings). Otherwise the batches
+        are concatenated.
         """
         if self._resident is None:
             parts = list(self)
@@ -200,15 +205,18 @@ class RatingLoader:
                          day=torch.cat([b.day for b in parts]), rating=torch.cat([b.rating for b in parts]))
         gen = torch.Generator(device=self.device).manual_seed(self.seed * 1_000_003 + self.epoch)
         self.epoch += 1
-        bounds = None
+        chunk = self._resident
         if self.grouped:
-            _, counts, idx = self._group_order(self._resident, gen)
-            x = self._resident.x.index_select(0, idx)
-            bounds = torch.cat([torch.zeros(1, dtype=counts.dtype, device=self.device), torch.cumsum(counts, 0)])
-        else:
-            x = self._shuffled(self._resident, gen)
-        return Batch(user=x[:, 0], item=x[:, 1], day=x[:, 2] >> 8, rating=(x[:, 2] & 255).float() * 0.5,
-                     bounds=bounds)
+            if chunk.columns is None:  # the stored rows as columns, once: the kernels read them in place
+                x = chunk.x
+                chunk.columns = Batch(user=x[:, 0].contiguous(), item=x[:, 1].contiguous(), day=x[:, 2] >> 8,
+                                      rating=(x[:, 2] & 255).float() * 0.5,
+                                      bounds=torch.cat([chunk.seg_start, chunk.seg_start.new_full((1,), chunk.n)]))
+            c = chunk.columns
+            return Batch(user=c.user, item=c.item, day=c.day, rating=c.rating, bounds=c.bounds,
+                         order=self._segment_order(chunk, gen))
+        x = self._shuffled(chunk, gen)
+        return Batch(user=x[:, 0], item=x[:, 1], day=x[:, 2] >> 8, rating=(x[:, 2] & 255).float() * 0.5)
 
     def _random(self, chunk: _Chunk, gen: torch.Generator):
         epoch = self._shuffled(chunk, gen)
@@ -234,11 +242,15 @@ class RatingLoader:
             epoch[cut:] = chunk.x[cut:]
         return epoch
 
+    def _segment_order(self, chunk: _Chunk, gen: torch.Generator) -> torch.Tensor:
+        """The users' (items') segments in this epoch's order."""
+        n_seg = chunk.seg_start.numel()
+        return torch.randperm(n_seg, device=self.device, generator=gen) if self.shuffle \
+            else torch.arange(n_seg, device=self.device)
+
     def _group_order(self, chunk: _Chunk, gen: torch.Generator):
         """(users' (items') segment order, their rating counts, row positions) for this epoch."""
-        n_seg = chunk.seg_start.numel()
-        pu = (torch.randperm(n_seg, device=self.device, generator=gen) if self.shuffle
-              else torch.arange(n_seg, device=self.device))
+        pu = self._segment_order(chunk, gen)
         counts = chunk.seg_count[pu]
         ends = torch.cumsum(counts, 0)
         # Row positions of the users (items) in their new order, as one vectorized gather.
@@ -251,7 +263,7 @@ class RatingLoader:
         pu, counts, idx = self._group_order(chunk, gen)
         ends = torch.cumsum(counts, 0)
         # Cut between groups: batch k ends at the first boundary at or after k*batch_size.
-        targets = torch.arange(self.batch_size, chunk.n, self.batch_size, device=self.device)
+        targets = torch.arange(self.batch_size, max(chunk.n, self.batch_size), self.batch_size, device=self.device)
         cuts = torch.unique(torch.searchsorted(ends, targets)) + 1
         seg_cuts = [0] + cuts.tolist() + [n_seg]  # one host sync per epoch, not per batch
         row_ends = torch.cat([torch.zeros(1, dtype=ends.dtype, device=self.device), ends]).tolist()

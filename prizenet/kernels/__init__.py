@@ -9,20 +9,23 @@
   CPU tensors, so a kernel then equals the numba one on the same order (the tests).
 
 Each backend module has the same three functions, on torch tensors of its device, each
-one epoch over the ratings in the order given, returning the squared errors met on the
-way as a 0-d float64 tensor on that device (each error taken before its update):
+one epoch over the ratings, returning the squared errors met on the way as a 0-d float64
+tensor on that device (each error taken before its update):
 
-* ``svd(user, item, rating, bounds, mu, (bu, bi, pu, qi), lr, reg, biased)``
-* ``svdpp(user, item, rating, bounds, nu_indptr, nu_items, mu, (bu, bi, pu, qi, yj), lr, reg)``
-* ``timesvdpp(user, item, day, rating, bounds, time, nu_indptr, nu_items, mu, per_day, weights, lr, reg)``
+* ``svd(user, item, rating, bounds, order, mu, (bu, bi, pu, qi), lr, reg, biased)``
+* ``svdpp(user, item, rating, bounds, order, nu_indptr, nu_items, mu, (bu, bi, pu, qi, yj), lr, reg)``
+* ``timesvdpp(user, item, day, rating, bounds, order, time, nu_indptr, nu_items, mu, per_day, weights, lr, reg)``
   (``time``: the model's :class:`~prizenet.models.timebaseline.TimeFeatures`; ``weights``
   and ``lr``/``reg`` in the order bu, alpha, but, bi, bibin, cu, cut, pu, alpha_p, put, qi, yj)
 
 ``bounds`` (int64 ``[S + 1]``) cuts the ratings into runs of one user each, run ``s`` being
-``bounds[s]:bounds[s + 1]``; the grouped loader's ``whole_epoch`` gives it
-(:func:`runs` makes it from any order). ``mu`` is a 0-d tensor, read by the kernel.
-Each model's math is in its own file's docstring (``prizenet/models/``); a kernel file
-holds only the loop.
+``bounds[s]:bounds[s + 1]``, and ``order`` (int64 ``[S]``, or fewer: a part of an epoch)
+is the order to take them in. The grouped loader's ``whole_epoch`` gives both, its columns
+in stored (user) order and ``order`` the epoch's shuffle of the users, so no rating moves;
+:func:`runs` makes ``bounds`` for ratings in any order (on a GPU a user should then have one
+run: runs run at once, and a user's rows live in its program's registers until the run
+ends). ``mu`` is a 0-d tensor, read by the kernel. Each model's math is in its own file's docstring (``prizenet/models/``); a kernel
+file holds only the loop.
 
 Which backend trains an epoch is chosen in one place, :func:`prizenet.training.epochs_for`,
 through :func:`choose` here.

@@ -58,14 +58,17 @@ class SVD(RatingModel):
         return self.mu + self.bu(batch.user) + self.bi(batch.item) + dot
 
     def sgd_epoch(self, batch: Batch, scale: float = 1.0, backend: str = "numba") -> torch.Tensor:
-        """Koren's SGD, one rating at a time in the batch's order (whole users at a time on
+        """Koren's SGD, one rating at a time, run by run of ``batch`` (users in parallel on
         Triton); returns the sum of squared errors met on the way (each before its update)."""
         tables = (self.bu, self.bi, self.pu, self.qi)
-        return kernels.load(backend).svd(batch.user, batch.item, batch.rating, batch_runs(batch), self.mu,
+        return kernels.load(backend).svd(batch.user, batch.item, batch.rating, *batch_runs(batch), self.mu,
                                          [t.weight for t in tables], [t.lr * scale for t in tables],
                                          [t.reg for t in tables], self.biased)
 
 
-def batch_runs(batch: Batch) -> torch.Tensor:
-    """The batch's runs of one user (:func:`prizenet.kernels.runs`), as the loader gave them or found."""
-    return batch.bounds if batch.bounds is not None else kernels.runs(batch.user)
+def batch_runs(batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+    """(bounds, order) of the batch's runs of one user (:mod:`prizenet.kernels`): as the
+    loader gave them, or found (:func:`prizenet.kernels.runs`) and taken as they come."""
+    bounds = batch.bounds if batch.bounds is not None else kernels.runs(batch.user)
+    order = batch.order if batch.order is not None else torch.arange(len(bounds) - 1, device=bounds.device)
+    return bounds, order

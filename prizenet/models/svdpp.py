@@ -139,6 +139,6 @@ class SVDpp(RatingModel):
         """One epoch of per-user SGD (see the module doc) over ``batch``, whose ratings come
         user by user (the trainer's whole-user loader); returns the sum of squared errors."""
         tables = (self.bu, self.bi, self.pu, self.qi, self.yj)
-        return kernels.load(backend).svdpp(batch.user, batch.item, batch.rating, batch_runs(batch), self.nu_indptr,
+        return kernels.load(backend).svdpp(batch.user, batch.item, batch.rating, *batch_runs(batch), self.nu_indptr,
                                            self.nu_items, self.mu, [t.weight for t in tables],
                                            [t.lr * scale for t in tables], [t.reg for t in tables])

@@ -79,6 +79,6 @@ class TimeSVDpp(RatingModel):
         put = self.put if self.put is not None else SparseTable(1, self.pu.weight.shape[1], 0.0, 0.0).to(b.mu.device)
         tables = (b.bu, b.alpha, b.but, b.bi, b.bibin, b.cu, b.cut, self.pu, self.alpha_p, put, self.qi, self.yj)
         return kernels.load(backend).timesvdpp(
-            batch.user, batch.item, batch.day, batch.rating, batch_runs(batch), b.time, self.nu_indptr, self.nu_items,
+            batch.user, batch.item, batch.day, batch.rating, *batch_runs(batch), b.time, self.nu_indptr, self.nu_items,
             b.mu, self.put is not None, [t.weight for t in tables], [t.lr * scale for t in tables],
             [t.reg for t in tables])

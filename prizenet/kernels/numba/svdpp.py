@@ -6,10 +6,11 @@ import numpy as np
 import torch
 
 
-def svdpp(user, item, rating, bounds, nu_indptr, nu_items, mu, weights, lr, reg) -> torch.Tensor:
-    """One epoch, run by run of ``bounds``."""
+def svdpp(user, item, rating, bounds, order, nu_indptr, nu_items, mu, weights, lr, reg) -> torch.Tensor:
+    """One epoch: the runs of ``bounds`` in ``order``."""
     w = [t.detach().numpy() for t in weights]
-    return torch.tensor(sgd_pp(user.numpy(), item.numpy(), rating.numpy(), bounds.numpy(), nu_indptr.numpy(),
+    return torch.tensor(sgd_pp(user.numpy(), item.numpy(), rating.numpy(), bounds.numpy(), order.numpy(),
+                               nu_indptr.numpy(),
                                nu_items.numpy(), np.float32(mu), *w, np.float32(lr), np.float32(reg)),
                         dtype=torch.float64)
 
@@ -34,12 +35,12 @@ def update_y(yj, nu_items, j0, j1, acc, norm, lr, reg):
             yj[j, f] += lr * (acc[f] * norm - reg * yj[j, f])
 
 @numba.njit(fastmath=True, nogil=True, cache=True)
-def sgd_pp(user, item, rating, bounds, nu_indptr, nu_items, mu, bu, bi, pu, qi, yj, lr, reg):
+def sgd_pp(user, item, rating, bounds, order, nu_indptr, nu_items, mu, bu, bi, pu, qi, yj, lr, reg):
     k = pu.shape[1]
     z = np.zeros(k, np.float32)
     acc = np.zeros(k, np.float32)
     sse = 0.0
-    for s in range(len(bounds) - 1):
+    for s in order:
         a, b = bounds[s], bounds[s + 1]
         u = user[a]
         j0, j1 = nu_indptr[u], nu_indptr[u + 1]

@@ -8,26 +8,27 @@ import torch
 from .svdpp import update_y, user_z
 
 
-def timesvdpp(user, item, day, rating, bounds, time, nu_indptr, nu_items, mu, per_day, weights, lr, reg):
-    """One epoch, run by run of ``bounds``; a rating's (user, day) row is searched among the
-    user's rows of ``time.keys`` (``time.key_start``), its dev_u(t) read from ``time.key_dev``."""
+def timesvdpp(user, item, day, rating, bounds, order, time, nu_indptr, nu_items, mu, per_day, weights, lr, reg):
+    """One epoch, the runs of ``bounds`` in ``order``; a rating's (user, day) row is searched
+    among the user's rows of ``time.keys`` (``time.key_start``), its dev_u(t) read from
+    ``time.key_dev``."""
     w = [t.detach().numpy() for t in weights]
     return torch.tensor(sgd_time(user.numpy(), item.numpy(), day.numpy(), rating.numpy(), bounds.numpy(),
-                                 time.keys.numpy(), time.key_start.numpy(), time.key_dev.numpy(), time.n_days,
-                                 time.n_bins, nu_indptr.numpy(), nu_items.numpy(), np.float32(mu), bool(per_day),
-                                 *w, np.float32(lr), np.float32(reg)), dtype=torch.float64)
+                                 order.numpy(), time.keys.numpy(), time.key_start.numpy(), time.key_dev.numpy(),
+                                 time.n_days, time.n_bins, nu_indptr.numpy(), nu_items.numpy(), np.float32(mu),
+                                 bool(per_day), *w, np.float32(lr), np.float32(reg)), dtype=torch.float64)
 
 
 
 @numba.njit(fastmath=True, nogil=True, cache=True)
-def sgd_time(user, item, day, rating, bounds, keys, key_start, key_dev, n_days, n_bins, nu_indptr, nu_items,
+def sgd_time(user, item, day, rating, bounds, order, keys, key_start, key_dev, n_days, n_bins, nu_indptr, nu_items,
              mu, per_day, bu, alpha, but, bi, bibin, cu, cut, pu, alpha_p, put, qi, yj, lr, reg):
     k = pu.shape[1]
     z = np.zeros(k, np.float32)
     acc = np.zeros(k, np.float32)
     p_t = np.zeros(k, np.float32)
     sse = 0.0
-    for s in range(len(bounds) - 1):
+    for s in order:
         a, b = bounds[s], bounds[s + 1]
         u = user[a]
         j0, j1 = nu_indptr[u], nu_indptr[u + 1]

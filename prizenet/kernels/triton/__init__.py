@@ -28,23 +28,22 @@ __all__ = ["svd", "svdpp", "timesvdpp", "launch_order", "heavy_first", "block_k"
 HEAVY = 16384
 
 
-def launch_order(bounds: torch.Tensor) -> torch.Tensor:
-    """Program -> run for an epoch: :func:`heavy_first` on a GPU; in the interpreter (CPU
-    tensors, programs run one after another) the runs' own order, the sequential kernel's."""
-    if bounds.is_cuda:
-        return heavy_first(bounds)
-    return torch.arange(len(bounds) - 1, device=bounds.device)
+def launch_order(bounds: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
+    """Program -> run for an epoch whose runs come in ``order``: :func:`heavy_first` on a GPU;
+    in the interpreter (CPU tensors, programs run one after another) ``order`` itself, the
+    sequential kernel's."""
+    return heavy_first(bounds, order) if bounds.is_cuda else order
 
 
-def heavy_first(bounds: torch.Tensor, heavy: int = HEAVY) -> torch.Tensor:
-    """Program -> run: the ``heavy`` longest runs first, longest first, then the others in
-    their given order. Sorting on the device: no host sync."""
-    counts = bounds[1:] - bounds[:-1]
+def heavy_first(bounds: torch.Tensor, order: torch.Tensor, heavy: int = HEAVY) -> torch.Tensor:
+    """``order`` with its ``heavy`` longest runs moved to the front, longest first; the others
+    keep their places relative to each other. Sorting on the device: no host sync."""
+    counts = (bounds[1:] - bounds[:-1]).index_select(0, order)
     n = len(counts)
     top = torch.topk(counts, min(heavy, n)).indices
     key = torch.arange(n, device=bounds.device) + n
     key[top] = torch.arange(len(top), device=bounds.device)
-    return torch.argsort(key)
+    return order.index_select(0, torch.argsort(key))
 
 
 def block_k(k: int) -> int:

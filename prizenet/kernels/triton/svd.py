@@ -44,12 +44,12 @@ def sgd_kernel(user, item, rating, bounds, order, sse, mu_ptr, bu, bi, pu, qi,
     tl.store(sse + tl.program_id(0), err)
 
 
-def svd(user, item, rating, bounds, mu, weights, lr, reg, biased, order=None) -> torch.Tensor:
-    """One epoch; ``order`` (program -> run) defaults to :func:`launch_order`."""
+def svd(user, item, rating, bounds, order, mu, weights, lr, reg, biased) -> torch.Tensor:
+    """One epoch: one program per run, launched in :func:`launch_order`."""
     from . import block_k, launch_order
 
     bu, bi, pu, qi = (w.detach() for w in weights)
-    order = launch_order(bounds) if order is None else order
+    order = launch_order(bounds, order)
     sse = torch.empty(len(order), dtype=torch.float32, device=pu.device)
     if len(order):
         sgd_kernel[(len(order),)](user.contiguous(), item.contiguous(), rating.contiguous(), bounds, order, sse,

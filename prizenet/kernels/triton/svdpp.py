@@ -74,12 +74,12 @@ def sgd_kernel(user, item, rating, bounds, order, sse, nu_indptr, nu_items, mu_p
 BLOCK_J = 4
 
 
-def svdpp(user, item, rating, bounds, nu_indptr, nu_items, mu, weights, lr, reg, order=None) -> torch.Tensor:
-    """One epoch; ``order`` (program -> run) defaults to :func:`launch_order`."""
+def svdpp(user, item, rating, bounds, order, nu_indptr, nu_items, mu, weights, lr, reg) -> torch.Tensor:
+    """One epoch: one program per run, launched in :func:`launch_order`."""
     from . import block_k, launch_order
 
     bu, bi, pu, qi, yj = (w.detach() for w in weights)
-    order = launch_order(bounds) if order is None else order
+    order = launch_order(bounds, order)
     sse = torch.empty(len(order), dtype=torch.float32, device=pu.device)
     if len(order):
         sgd_kernel[(len(order),)](user.contiguous(), item.contiguous(), rating.contiguous(), bounds, order, sse,

@@ -75,10 +75,11 @@ def sgd_kernel(user, item, day, rating, row, dev, bounds, order, sse, nu_indptr,
     tl.store(sse + tl.program_id(0), err)
 
 
-def timesvdpp(user, item, day, rating, bounds, time, nu_indptr, nu_items, mu, per_day, weights, lr, reg,
-              order=None) -> torch.Tensor:
-    """One epoch; each rating's (user, day) row and dev_u(t) are looked up on the device first
-    (``time.user_day``, ``time.dev``); ``order`` defaults to :func:`launch_order`."""
+def timesvdpp(user, item, day, rating, bounds, order, time, nu_indptr, nu_items, mu, per_day, weights, lr,
+              reg) -> torch.Tensor:
+    """One epoch: one program per run, launched in :func:`launch_order`; each rating's
+    (user, day) row and dev_u(t) are looked up on the device first (``time.user_day``,
+    ``time.dev``)."""
     from . import block_k, launch_order
 
     w = [t.detach() for t in weights]
@@ -87,7 +88,7 @@ def timesvdpp(user, item, day, rating, bounds, time, nu_indptr, nu_items, mu, pe
     r, known = time.user_day(u, t)
     row = torch.where(known, r, -1)
     dev = torch.where(known, time.dev(u, t), 0.0).float()
-    order = launch_order(bounds) if order is None else order
+    order = launch_order(bounds, order)
     sse = torch.empty(len(order), dtype=torch.float32, device=pu.device)
     if len(order):
         sgd_kernel[(len(order),)](user.contiguous(), item.contiguous(), day.contiguous(), rating.contiguous(), row,

@@ -184,3 +184,43 @@ def test_two_cores_converge_to_the_sequential_kernels_probe_rmse(tmp_path, cls):
     assert got[2] == pytest.approx(got[1], abs=0.002)
     mean_only = rmse(np.full(len(probe), data.rating_x2[rows].mean() / 2, np.float32), data.probe_rating)
     assert got[1] < 0.95 * mean_only  # both learnt (the mean alone scores 1.125 here)
+
+
+def test_svd_strata_share_no_row_within_a_sub_epoch_and_cover_the_epoch(small):
+    from prizenet.kernels.numba.strata import block_runs, item_blocks
+
+    data, rows, batch = small
+    item = batch.item.numpy()
+    blocks = item_blocks(np.bincount(item), 3)
+    perm, sub = block_runs(batch.bounds.numpy(), item, blocks, 3)
+    # within each run, the ratings come block by block, in their order (a stable sort)
+    run = np.repeat(np.arange(len(batch.bounds) - 1), np.diff(batch.bounds.numpy()))
+    assert np.array_equal(perm, np.lexsort((np.arange(len(item)), blocks[item], run)))
+    model = SVD(**model_inputs(SVD, data, rows), n_factors=4)
+    loop = KernelEpochs(model, data, rows, torch.device("cpu"), 0, 4096, "numba", 3)
+    strata = loop._strata(batch, 3)
+    seen = []
+    for parts in strata:
+        users, items = [], []
+        for p in parts:
+            at = torch.cat([torch.arange(int(p.bounds[s]), int(p.bounds[s + 1])) for s in p.order])
+            users.append(set(p.user[at].tolist()))
+            items.append(set(p.item[at].tolist()))
+            seen += at.tolist()
+        for a in range(3):
+            for b in range(a + 1, 3):
+                assert not (users[a] & users[b]) and not (items[a] & items[b])  # nothing shared at once
+    assert sorted(seen) == list(range(len(batch)))  # every rating once an epoch
+
+
+def test_svd_strata_epochs_repeat_bit_for_bit(small):
+    data, rows, _ = small
+    out = []
+    for _ in range(2):
+        torch.manual_seed(0)
+        model = SVD(**model_inputs(SVD, data, rows), n_factors=6)
+        loop = KernelEpochs(model, data, rows, torch.device("cpu"), 0, 4096, "numba", 2)
+        for _ in range(2):
+            loop.run(1.0, "")
+        out.append(model.pu.weight.clone())
+    assert torch.equal(out[0], out[1])  # no Hogwild race: the same result every time

@@ -33,6 +33,7 @@ from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.tensorboard import SummaryWriter
 
+from prizenet import kernels
 from prizenet.config import ConfigError, check_config
 from prizenet.data import DataFormatError, PrizeData, write_submission
 from prizenet.data.prize import CacheError
@@ -46,7 +47,7 @@ from prizenet.training import (CheckpointError, Checkpoints, RunDirError, check_
 log = logging.getLogger("prizenet")
 # What a user can fix from the message alone (a setting, a file, a folder, a diverged run).
 USER_ERRORS = (ConfigError, CheckpointError, RunDirError, DataFormatError, CacheError, FileNotFoundError,
-               FloatingPointError)
+               FloatingPointError, kernels.BackendError)
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
@@ -76,6 +77,7 @@ def train(cfg: DictConfig, out: Path, hydra_cfg: DictConfig | None = None) -> di
     check_config(cfg)  # every setting, before anything is loaded or written
     tc = cfg.trainer
     device = pick_device(tc.device)
+    kernels.choose(tc.kernel, device)  # a backend that cannot run on the device fails here, before the data loads
     if tc.precision == "bf16" and device.type != "cuda":
         log.warning("trainer.precision=bf16 applies on CUDA only; training in fp32 on %s", device)
     ckpt = out / "checkpoints"

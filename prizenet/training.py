@@ -115,16 +115,17 @@ class KernelEpochs(LoaderEpochs):
     the papers' per-rating SGD, one rating at a time on the CPU (numba), users in parallel on
     CUDA (Triton). The epoch's order is whole users, the users shuffled, for every model (svd
     too, whose torch batches are random ratings): a user's rows stay in cache while its
-    ratings pass, 3.7x faster for svd at Netflix scale than ratings in random order, at the
-    same probe RMSE on ml1m-half (docs/benchmarks.md).
+    ratings pass, about 4x faster for svd at Netflix scale than ratings in random order, at
+    the same probe RMSE on ml1m-half (docs/benchmarks.md).
 
     On CPU the epoch may run on several cores: its users, in the epoch's order, cut into one
     part of about equal ratings per thread, each part a sequential kernel call (numba
     releases the GIL). For models with per-user terms (svdpp, timesvdpp: ``group_by`` is
     "user") each thread takes whole users and the threads share the item rows, Hogwild. For
     ``svd``, whose ratings are independent updates, the epoch is stratified (DSGD): n
-    sub-epochs in which the threads work on disjoint item blocks, sharing nothing, which
-    is repeatable for a given n and measured 1.4x Hogwild's speed at Netflix scale.
+    sub-epochs in which the threads work on disjoint item blocks, sharing nothing: repeatable
+    for a given n, and 1.5x one core at Netflix scale, where Hogwild gained nothing. (It keeps
+    a second copy of the columns, reordered by item block: 1.6 GB at Netflix scale.)
     ``threads`` = 1 is the sequential kernel, the exact reference, repeatable bit for bit;
     n > 1 fixes n threads; 0 lets :class:`KernelThreads` measure 1 against all cores.
     """

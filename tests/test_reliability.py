@@ -537,3 +537,15 @@ def test_the_command_line_reports_user_errors_without_a_traceback(tmp_path, args
     out = run_cli(*args, f"hydra.run.dir={tmp_path / 'run'}")
     text = out.stdout + out.stderr
     assert out.returncode == 2 and message in text and "Traceback" not in text
+
+
+def test_a_backend_the_device_cannot_run_is_refused_before_the_data_loads(tmp_path, monkeypatch):
+    from prizenet import kernels
+
+    monkeypatch.setenv("TRITON_INTERPRET", "0")  # (the tests' interpreter would let Triton run on CPU)
+    monkeypatch.setattr(kernels, "available", lambda name: True)
+    out = tmp_path / "run"
+    with pytest.raises(kernels.BackendError, match="runs on cuda, but the run's device is cpu"):
+        train.train(config("trainer.kernel=triton", "trainer.device=cpu", "data=netflix", "data.root=/nonexistent",
+                           small=False), out)
+    assert not out.exists()  # nothing written, and the data (a folder that does not exist) never looked for

@@ -9,7 +9,10 @@ import io
 import json
 import logging
 import math
+import signal
+import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -152,7 +155,7 @@ class KernelEpochs(LoaderEpochs):
             from concurrent.futures import ThreadPoolExecutor
 
             train = lambda b: self.model.sgd_epoch(b, scale, self.backend)  # noqa: E731
-            with ThreadPoolExecutor(n, thread_name_prefix="kernel") as pool:
+            with interrupts_deferred(), ThreadPoolExecutor(n, thread_name_prefix="kernel") as pool:
                 sse = sum(sum(pool.map(train, parts)) for parts in plan)  # each sub-epoch ends before the next
         self.threads.took(len(batch) / max(time.perf_counter() - t, 1e-9))
         return sse
@@ -175,6 +178,28 @@ class KernelEpochs(LoaderEpochs):
         parts = [p.order for p in split_runs(batch, n)]  # thread t's users, in the epoch's order
         return [[Batch(user=user, item=item, day=day, rating=rating, bounds=sub, order=o * n + (t + k) % n)
                  for t, o in enumerate(parts)] for k in range(n)]
+
+
+@contextmanager
+def interrupts_deferred():
+    """Ctrl-C (SIGINT) during the block is raised when the block ends, as it is when a
+    one-thread kernel call returns. Raised among the kernel threads, it could leave them
+    writing into tables that the exiting interpreter frees (a crash, seen in the tests) or
+    leave concurrent.futures' locks held (a hang at exit). Outside the main thread, where
+    no signal handler runs, the block runs as it is."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught = []
+    previous = signal.signal(signal.SIGINT, lambda *args: caught.append(args))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if caught:
+            if callable(previous):
+                previous(*caught[0])
+            raise KeyboardInterrupt
 
 
 def split_runs(batch: Batch, parts: int) -> list[Batch]:

@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -224,3 +225,18 @@ def test_svd_strata_epochs_repeat_bit_for_bit(small):
             loop.run(1.0, "")
         out.append(model.pu.weight.clone())
     assert torch.equal(out[0], out[1])  # no Hogwild race: the same result every time
+
+
+def test_ctrl_c_among_the_kernel_threads_is_raised_once_they_are_done():
+    import signal
+
+    from prizenet.training import interrupts_deferred
+
+    before = signal.getsignal(signal.SIGINT)
+    done = []
+    with pytest.raises(KeyboardInterrupt):
+        with interrupts_deferred():
+            os.kill(os.getpid(), signal.SIGINT)  # arrives here, mid-block
+            time.sleep(0.05)
+            done.append(True)  # the block runs to its end first
+    assert done == [True] and signal.getsignal(signal.SIGINT) is before

@@ -165,10 +165,9 @@ class KernelEpochs(LoaderEpochs):
         part t of sub-epoch k is thread t's users' ratings of item block (t + k) mod n. The
         stored columns are reordered once, block by block within each user's run."""
         from .kernels.numba.strata import block_runs, item_blocks
-        from .models.svd import batch_runs
 
         if self._blocked is None or self._blocked[0] != n:
-            bounds, _ = batch_runs(batch)
+            bounds, _ = kernels.batch_runs(batch)
             item = batch.item.numpy()
             perm, sub = block_runs(bounds.numpy(), item, item_blocks(np.bincount(item), n), n)
             perm = torch.from_numpy(perm)
@@ -206,9 +205,7 @@ def split_runs(batch: Batch, parts: int) -> list[Batch]:
     """``batch``'s runs of one user, in its order, cut into ``parts`` consecutive pieces of
     about equal ratings: each piece the same columns and bounds with its share of the order,
     so nothing is copied and each user's rows belong to one piece."""
-    from .models.svd import batch_runs
-
-    bounds, order = batch_runs(batch)
+    bounds, order = kernels.batch_runs(batch)
     ends = torch.cumsum((bounds[1:] - bounds[:-1]).index_select(0, order), 0)
     targets = torch.tensor([len(batch) * k // parts for k in range(1, parts)], dtype=ends.dtype)
     cuts = [0, *(torch.searchsorted(ends, targets, right=True)).tolist(), len(order)]

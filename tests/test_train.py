@@ -120,9 +120,9 @@ def test_every_hyper_parameter_changes_the_result(tmp_path, model, override):
     base = [f"model={model}", "trainer.n_epochs=2", "trainer.final_fit=false", "trainer.patience=5"]
     base += ["model.hidden=32"] if model == "autorec" and "model.hidden" not in override else []
     extra = override.split()
-    for shared in ("model.solver=als", "trainer.kernel=torch"):  # the setting the override needs on both sides
-        if shared in extra and extra != [shared]:
-            base.append(shared)
+    for both in ("model.solver=als", "trainer.kernel=torch"):  # the setting the override needs on both sides
+        if both in extra and extra != [both]:
+            base.append(both)
     a, _ = fit(tmp_path, *base, name="a")
     b, _ = fit(tmp_path, *base, *extra, name="b")
     assert a["probe_rmse"] != b["probe_rmse"]

@@ -181,7 +181,6 @@ def test_every_backend_lowers_the_training_error(tmp_path, model, kernel):
 
 
 # -- checkpoints off the critical path ---------------------------------------------------
-from prizenet import training  # noqa: E402
 from prizenet.training import Checkpoints  # noqa: E402
 
 

@@ -24,8 +24,8 @@ is the order to take them in. The grouped loader's ``whole_epoch`` gives both, i
 in stored (user) order and ``order`` the epoch's shuffle of the users, so no rating moves;
 :func:`runs` makes ``bounds`` for ratings in any order (on a GPU a user should then have one
 run: runs run at once, and a user's rows live in its program's registers until the run
-ends). ``mu`` is a 0-d tensor, read by the kernel. Each model's math is in its own file's docstring (``prizenet/models/``); a kernel
-file holds only the loop.
+ends). ``mu`` is a 0-d tensor, read by the kernel. Each model's math is in its own file's
+docstring (``prizenet/models/``); a kernel file holds only the loop.
 
 Which backend trains an epoch is chosen in one place, :func:`prizenet.training.epochs_for`,
 through :func:`choose` here.
@@ -95,3 +95,11 @@ def runs(user: torch.Tensor) -> torch.Tensor:
     cut = torch.nonzero(user[1:] != user[:-1]).flatten() + 1
     edge = torch.tensor([0, len(user)], dtype=torch.long, device=user.device)
     return torch.cat([edge[:1], cut, edge[1:]]) if len(user) else edge[:1]
+
+
+def batch_runs(batch) -> tuple[torch.Tensor, torch.Tensor]:
+    """(bounds, order) of a :class:`~prizenet.data.Batch`'s runs of one user: as the loader
+    gave them, or found (:func:`runs`) and taken as they come."""
+    bounds = batch.bounds if batch.bounds is not None else runs(batch.user)
+    order = batch.order if batch.order is not None else torch.arange(len(bounds) - 1, device=bounds.device)
+    return bounds, order

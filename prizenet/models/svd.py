@@ -27,14 +27,12 @@ systems. IEEE Computer 42(8). Funk, S. (2006). Netflix Update: Try This at Home.
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 
+from .. import kernels
 from ..data import Batch
 from .base import RatingModel
 from .tables import SparseTable
-
-from .. import kernels
 
 
 class SVD(RatingModel):
@@ -61,14 +59,7 @@ class SVD(RatingModel):
         """Koren's SGD, one rating at a time, run by run of ``batch`` (users in parallel on
         Triton); returns the sum of squared errors met on the way (each before its update)."""
         tables = (self.bu, self.bi, self.pu, self.qi)
-        return kernels.load(backend).svd(batch.user, batch.item, batch.rating, *batch_runs(batch), self.mu,
+        return kernels.load(backend).svd(batch.user, batch.item, batch.rating, *kernels.batch_runs(batch), self.mu,
                                          [t.weight for t in tables], [t.lr * scale for t in tables],
                                          [t.reg for t in tables], self.biased)
 
-
-def batch_runs(batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
-    """(bounds, order) of the batch's runs of one user (:mod:`prizenet.kernels`): as the
-    loader gave them, or found (:func:`prizenet.kernels.runs`) and taken as they come."""
-    bounds = batch.bounds if batch.bounds is not None else kernels.runs(batch.user)
-    order = batch.order if batch.order is not None else torch.arange(len(bounds) - 1, device=bounds.device)
-    return bounds, order

@@ -53,7 +53,6 @@ from .base import RatingModel
 from .tables import SparseTable, budget_spans
 
 from .. import kernels
-from .svd import batch_runs
 
 
 PREDICT_ROWS = 1 << 22  # y rows gathered at once when predicting (4M rows x 100 factors: 1.6 GB)
@@ -139,6 +138,6 @@ class SVDpp(RatingModel):
         """One epoch of per-user SGD (see the module doc) over ``batch``, whose ratings come
         user by user (the trainer's whole-user loader); returns the sum of squared errors."""
         tables = (self.bu, self.bi, self.pu, self.qi, self.yj)
-        return kernels.load(backend).svdpp(batch.user, batch.item, batch.rating, *batch_runs(batch), self.nu_indptr,
-                                           self.nu_items, self.mu, [t.weight for t in tables],
+        return kernels.load(backend).svdpp(batch.user, batch.item, batch.rating, *kernels.batch_runs(batch),
+                                           self.nu_indptr, self.nu_items, self.mu, [t.weight for t in tables],
                                            [t.lr * scale for t in tables], [t.reg for t in tables])

@@ -26,7 +26,6 @@ import torch
 
 from ..data import Batch
 from .. import kernels
-from .svd import batch_runs
 from .svdpp import implicit_buffer, implicit_sum, ratings_per, users_of
 from .base import RatingModel
 from .tables import SparseTable
@@ -79,6 +78,6 @@ class TimeSVDpp(RatingModel):
         put = self.put if self.put is not None else SparseTable(1, self.pu.weight.shape[1], 0.0, 0.0).to(b.mu.device)
         tables = (b.bu, b.alpha, b.but, b.bi, b.bibin, b.cu, b.cut, self.pu, self.alpha_p, put, self.qi, self.yj)
         return kernels.load(backend).timesvdpp(
-            batch.user, batch.item, batch.day, batch.rating, *batch_runs(batch), b.time, self.nu_indptr, self.nu_items,
-            b.mu, self.put is not None, [t.weight for t in tables], [t.lr * scale for t in tables],
+            batch.user, batch.item, batch.day, batch.rating, *kernels.batch_runs(batch), b.time, self.nu_indptr,
+            self.nu_items, b.mu, self.put is not None, [t.weight for t in tables], [t.lr * scale for t in tables],
             [t.reg for t in tables])

@@ -10,7 +10,9 @@ COPY pyproject.toml README.md train.py ./
 COPY prizenet ./prizenet
 COPY conf ./conf
 COPY scripts ./scripts
-RUN pip install --no-cache-dir -e ".[sweep,cuda]"
+# (no [cuda] extra: the base image's torch brings the triton it was built with; asking pip for
+# another would fight torch's pin)
+RUN pip install --no-cache-dir -e ".[sweep]"
 ENV PRIZENET_DATA=/data PRIZENET_CACHE=/data/.prizenet_cache
 VOLUME /data
 ENTRYPOINT ["python", "train.py"]

@@ -39,8 +39,8 @@ from prizenet.data import DataFormatError, PrizeData, write_submission
 from prizenet.data.prize import CacheError
 from prizenet.models import model_inputs
 from prizenet.optim import RowOptimizer
-from prizenet.training import (CheckpointError, Checkpoints, RunDirError, check_finite, claim_run_dir, config_diff,
-                               epochs_for, find_checkpoint, flat_hparams, load_checkpoint, load_weights,
+from prizenet.training import (CheckpointError, Checkpoints, RunDirError, StopAtEpochEnd, check_finite, claim_run_dir,
+                               config_diff, epochs_for, find_checkpoint, flat_hparams, load_checkpoint, load_weights,
                                log_histograms, pick_device, predict, remove_temporaries, rmse, save_npy, write_json,
                                write_run_config)
 
@@ -202,45 +202,50 @@ def fit(cfg, data: PrizeData, rows: np.ndarray, phase: int, n_epochs: int, devic
     tag = "" if phase == 1 else "final_fit/"
     step0 = 0 if phase == 1 else len(hist1)  # phase 2 curves continue on the same axis
 
-    for epoch in range(start + 1, n_epochs + 1):
-        if probe is not None and history and epoch - 1 - _best(history) >= tc.patience:
-            log.info("phase 1: no better probe RMSE for %d epochs; stopping", tc.patience)
-            break
-        opt.scale = tc.lr_scale * tc.lr_decay ** (epoch - 1)
-        t0 = time.perf_counter()
-        sse = epochs.run(opt.scale, desc=f"phase {phase} epoch {epoch}")
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        seconds = time.perf_counter() - t0
-        train_rmse = float(torch.sqrt(sse / len(rows)))
-        check_finite(phase, epoch, train_rmse, tc.diverge_rmse)
-        h = {"epoch": epoch, "train_rmse": train_rmse, "lr_scale": opt.scale, "seconds": seconds,
-             "ratings_per_s": len(rows) / seconds}
-        if probe is not None:
-            h["probe_rmse"] = rmse(predict(model, data, *probe[:3], device, tc.eval_batch_size), probe[3])
-        history.append(h)
+    with StopAtEpochEnd() as stop:  # Ctrl-C ends the run after the epoch in progress, written to disk
+        for epoch in range(start + 1, n_epochs + 1):
+            if probe is not None and history and epoch - 1 - _best(history) >= tc.patience:
+                log.info("phase 1: no better probe RMSE for %d epochs; stopping", tc.patience)
+                break
+            opt.scale = tc.lr_scale * tc.lr_decay ** (epoch - 1)
+            t0 = time.perf_counter()
+            sse = epochs.run(opt.scale, desc=f"phase {phase} epoch {epoch}")
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            seconds = time.perf_counter() - t0
+            train_rmse = float(torch.sqrt(sse / len(rows)))
+            check_finite(phase, epoch, train_rmse, tc.diverge_rmse)
+            h = {"epoch": epoch, "train_rmse": train_rmse, "lr_scale": opt.scale, "seconds": seconds,
+                 "ratings_per_s": len(rows) / seconds}
+            if probe is not None:
+                h["probe_rmse"] = rmse(predict(model, data, *probe[:3], device, tc.eval_batch_size), probe[3])
+            history.append(h)
 
-        step = step0 + epoch
-        writer.add_scalar(f"{tag}train/loss", 0.5 * train_rmse ** 2, step)
-        writer.add_scalar(f"{tag}train/rmse", train_rmse, step)
-        writer.add_scalar(f"{tag}lr", opt.scale, step)
-        writer.add_scalar(f"{tag}throughput/ratings_per_s", h["ratings_per_s"], step)
-        if probe is not None:
-            writer.add_scalar("probe/rmse", h["probe_rmse"], step)
-        if tc.histograms:
-            log_histograms(writer, model, step, f"{tag}factors")
-        log.info("phase %d epoch %d: train RMSE %.5f%s, %.1f s, %s ratings/s", phase, epoch, train_rmse,
-                 f", probe RMSE {h['probe_rmse']:.5f}" if probe is not None else "", seconds,
-                 f"{h['ratings_per_s']:,.0f}")
+            step = step0 + epoch
+            writer.add_scalar(f"{tag}train/loss", 0.5 * train_rmse ** 2, step)
+            writer.add_scalar(f"{tag}train/rmse", train_rmse, step)
+            writer.add_scalar(f"{tag}lr", opt.scale, step)
+            writer.add_scalar(f"{tag}throughput/ratings_per_s", h["ratings_per_s"], step)
+            if probe is not None:
+                writer.add_scalar("probe/rmse", h["probe_rmse"], step)
+            if tc.histograms:
+                log_histograms(writer, model, step, f"{tag}factors")
+            log.info("phase %d epoch %d: train RMSE %.5f%s, %.1f s, %s ratings/s", phase, epoch, train_rmse,
+                     f", probe RMSE {h['probe_rmse']:.5f}" if probe is not None else "", seconds,
+                     f"{h['ratings_per_s']:,.0f}")
 
-        state = {"phase": phase, "epoch": epoch, "model": model.state_dict(), "optimizer": opt.state_dict(),
-                 "torch_rng": torch.get_rng_state(), "history": history, "phase1_history": hist1,
-                 "config": _run_config(cfg)}
-        if probe is not None and _best(history) == epoch:
-            saver.keep_best(state)
-        saver.epoch_done(state)
+            state = {"phase": phase, "epoch": epoch, "model": model.state_dict(), "optimizer": opt.state_dict(),
+                     "torch_rng": torch.get_rng_state(), "history": history, "phase1_history": hist1,
+                     "config": _run_config(cfg)}
+            if probe is not None and _best(history) == epoch:
+                saver.keep_best(state)
+            saver.epoch_done(state)
+            if stop.asked:
+                break
 
     saver.close(state)  # the phase's last epoch (and best) on disk before phase 2 or the outputs
+    if stop.asked:  # Ctrl-C: the epoch that was running finished and is on disk; main() says how to resume
+        raise KeyboardInterrupt
     if probe is not None and history and _best(history) != history[-1]["epoch"]:  # restore the best epoch
         load_weights(model, saver.best, device)
     return model, history

@@ -183,9 +183,10 @@ class KernelEpochs(LoaderEpochs):
 def interrupts_deferred():
     """Ctrl-C (SIGINT) during the block is raised when the block ends, as it is when a
     one-thread kernel call returns. Raised among the kernel threads, it could leave them
-    writing into tables that the exiting interpreter frees (a crash, seen in the tests) or
-    leave concurrent.futures' locks held (a hang at exit). Outside the main thread, where
-    no signal handler runs, the block runs as it is."""
+    writing into tables that the exiting interpreter frees (a crash, seen in the tests);
+    raised inside ``ThreadPoolExecutor.submit``, it can leave concurrent.futures' global
+    lock held, and the interpreter's exit then waits for it forever (a hang, seen in CI).
+    Outside the main thread, where no signal handler runs, the block runs as it is."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -199,6 +200,33 @@ def interrupts_deferred():
             if callable(previous):
                 previous(*caught[0])
             raise KeyboardInterrupt
+
+
+class StopAtEpochEnd:
+    """Ctrl-C taken at a safe point: within the block the first SIGINT only sets ``asked``,
+    which the training loop reads after each epoch's checkpoint (it then writes that epoch
+    and stops). A second SIGINT interrupts at once, as without the block. An interrupt
+    landing inside a library call (a thread pool's lock, TensorBoard's queue, a kernel
+    thread still writing) could hang or crash the exit. Outside the main thread the block
+    changes nothing."""
+
+    def __init__(self):
+        self.asked, self.previous = False, None
+
+    def __enter__(self) -> "StopAtEpochEnd":
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGINT, self._ask)
+        return self
+
+    def _ask(self, signum, frame) -> None:
+        if self.asked and callable(self.previous):  # the second Ctrl-C: now
+            signal.signal(signal.SIGINT, self.previous)
+            self.previous(signum, frame)
+        self.asked = True
+
+    def __exit__(self, *exc) -> None:
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
 
 
 def split_runs(batch: Batch, parts: int) -> list[Batch]:
@@ -293,8 +321,8 @@ def epochs_for(model: RatingModel, data: PrizeData, rows: np.ndarray, device, op
         raise kernels.BackendError(f"trainer.kernel={tc.kernel}: {type(model).__name__} {why}; "
                                    f"use trainer.kernel=auto or torch")
     if tc.kernel == "auto" and model.has_kernel and optimizer == "sgd" and device.type == "cuda":
-        log.warning("triton is not installed: %s trains with torch's batch steps, several times slower "
-                    "(pip install \"prizenet[cuda]\")", type(model).__name__)
+        log.warning("triton %s or newer is not installed: %s trains with torch's batch steps, several times slower "
+                    "(pip install \"prizenet[cuda]\")", ".".join(map(str, kernels.TRITON_MIN)), type(model).__name__)
     return BatchEpochs(model, data, rows, device, seed, tc.batch_size, opt, tc.precision, tc.threads, tc.progress)
 
 
@@ -510,7 +538,8 @@ class Checkpoints:
         best = None if self.best_on_disk else self.best
         # An improving epoch's state is already cloned as the best: one clone serves both files.
         last = self.best if self.best is not None and self.best["epoch"] == state["epoch"] else _snapshot(state)
-        self.pending = self.pool.submit(self._write, best, last)
+        with interrupts_deferred():  # (a Ctrl-C inside submit could leave concurrent.futures' exit lock held)
+            self.pending = self.pool.submit(self._write, best, last)
         self.best_on_disk = True
         self.written_epoch, self.written_at = state["epoch"], time.monotonic()
 

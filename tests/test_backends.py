@@ -240,3 +240,29 @@ def test_ctrl_c_among_the_kernel_threads_is_raised_once_they_are_done():
             time.sleep(0.05)
             done.append(True)  # the block runs to its end first
     assert done == [True] and signal.getsignal(signal.SIGINT) is before
+
+
+def test_a_triton_older_than_the_kernels_counts_as_missing(monkeypatch):
+    monkeypatch.setattr(kernels, "triton_version", lambda: (3, 1))  # e.g. an older CUDA image's
+    monkeypatch.setattr(kernels.importlib.util, "find_spec", lambda name: object())
+    assert not kernels.available("triton") and kernels.available("numba")
+    assert kernels.choose("auto", torch.device("cuda")) is None  # torch's batch steps, with a warning
+    monkeypatch.setattr(kernels, "triton_version", lambda: (3, 6))
+    assert kernels.choose("auto", torch.device("cuda")) == "triton"
+
+
+def test_the_first_ctrl_c_asks_and_the_second_interrupts():
+    import signal
+
+    from prizenet.training import StopAtEpochEnd
+
+    before = signal.getsignal(signal.SIGINT)
+    with pytest.raises(KeyboardInterrupt):
+        with StopAtEpochEnd() as stop:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.05)
+            assert stop.asked  # the first: noted, nothing raised
+            os.kill(os.getpid(), signal.SIGINT)  # the second: at once
+            time.sleep(0.05)
+            pytest.fail("the second Ctrl-C did not interrupt")
+    assert signal.getsignal(signal.SIGINT) is before

@@ -52,9 +52,31 @@ def interpreting() -> bool:
     return os.environ.get("TRITON_INTERPRET", "0").lower() in ("1", "true", "on", "yes")
 
 
+#: The oldest Triton the kernels are written for (``../shared/GPU.md``: 3.6 compiles them;
+#: its interpreter, the tests', needs 3.7).
+TRITON_MIN = (3, 6)
+
+
 def available(name: str) -> bool:
-    module = {"numba": "numba", "triton": "triton"}[name]
-    return importlib.util.find_spec(module) is not None
+    """The backend's package is importable (for Triton: at least :data:`TRITON_MIN`)."""
+    if importlib.util.find_spec(name) is None:
+        return False
+    if name == "triton":
+        return triton_version() >= TRITON_MIN
+    return True
+
+
+def triton_version() -> tuple[int, ...]:
+    """The installed Triton's (major, minor), from its distribution (PyTorch's CUDA wheels
+    depend on ``triton``; some builds ship ``pytorch-triton``)."""
+    from importlib import metadata
+
+    for dist in ("triton", "pytorch-triton"):
+        try:
+            return tuple(int(x) for x in metadata.version(dist).split("+")[0].split(".")[:2])
+        except (metadata.PackageNotFoundError, ValueError):
+            continue
+    return (0, 0)
 
 
 def choose(kernel: str, device: torch.device) -> str | None:
@@ -72,8 +94,8 @@ def choose(kernel: str, device: torch.device) -> str | None:
     if kernel not in BACKENDS:
         raise BackendError(f"trainer.kernel={kernel}: expected auto, torch or one of {', '.join(BACKENDS)}")
     if not available(kernel):
-        extra = ' (pip install "prizenet[cuda]")' if kernel == "triton" else ""
-        raise BackendError(f"trainer.kernel={kernel}: the {kernel} package is not installed{extra}")
+        extra = f' {".".join(map(str, TRITON_MIN))} or newer (pip install "prizenet[cuda]")' if kernel == "triton" else ""
+        raise BackendError(f"trainer.kernel={kernel}: the {kernel} package{extra} is not installed")
     wanted = BACKENDS[kernel]
     if device.type != wanted and not (kernel == "triton" and device.type == "cpu" and interpreting()):
         raise BackendError(f"trainer.kernel={kernel} runs on {wanted}, but the run's device is {device.type}"

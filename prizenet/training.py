@@ -187,7 +187,8 @@ def interrupts_deferred():
     raised inside ``ThreadPoolExecutor.submit``, it can leave concurrent.futures' global
     lock held, and the interpreter's exit then waits for it forever (a hang, seen in CI).
     Outside the main thread, where no signal handler runs, the block runs as it is."""
-    if threading.current_thread() is not threading.main_thread():
+    if threading.current_thread() is not threading.main_thread() or \
+            signal.getsignal(signal.SIGINT) == signal.SIG_IGN:  # (a background job: Ctrl-C is not for it)
         yield
         return
     caught = []
@@ -214,7 +215,8 @@ class StopAtEpochEnd:
         self.asked, self.previous = False, None
 
     def __enter__(self) -> "StopAtEpochEnd":
-        if threading.current_thread() is threading.main_thread():
+        if threading.current_thread() is threading.main_thread() and \
+                signal.getsignal(signal.SIGINT) != signal.SIG_IGN:  # (ignored: a background job's, left so)
             self.previous = signal.signal(signal.SIGINT, self._ask)
         return self
 

@@ -232,14 +232,15 @@ def test_ctrl_c_among_the_kernel_threads_is_raised_once_they_are_done():
 
     from prizenet.training import interrupts_deferred
 
-    before = signal.getsignal(signal.SIGINT)
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal (not a background job)
     done = []
     with pytest.raises(KeyboardInterrupt):
         with interrupts_deferred():
             os.kill(os.getpid(), signal.SIGINT)  # arrives here, mid-block
             time.sleep(0.05)
             done.append(True)  # the block runs to its end first
-    assert done == [True] and signal.getsignal(signal.SIGINT) is before
+    assert done == [True] and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    signal.signal(signal.SIGINT, before)
 
 
 def test_a_triton_older_than_the_kernels_counts_as_missing(monkeypatch):
@@ -256,7 +257,7 @@ def test_the_first_ctrl_c_asks_and_the_second_interrupts():
 
     from prizenet.training import StopAtEpochEnd
 
-    before = signal.getsignal(signal.SIGINT)
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal (not a background job)
     with pytest.raises(KeyboardInterrupt):
         with StopAtEpochEnd() as stop:
             os.kill(os.getpid(), signal.SIGINT)
@@ -265,4 +266,5 @@ def test_the_first_ctrl_c_asks_and_the_second_interrupts():
             os.kill(os.getpid(), signal.SIGINT)  # the second: at once
             time.sleep(0.05)
             pytest.fail("the second Ctrl-C did not interrupt")
-    assert signal.getsignal(signal.SIGINT) is before
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    signal.signal(signal.SIGINT, before)

@@ -216,9 +216,12 @@ def test_ctrl_c_says_how_to_resume(tmp_path):
 
     out = tmp_path / "run"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    # (the child takes SIGINT as a terminal's process does, even when the tests run as a
+    # background job, whose children inherit SIGINT ignored)
     proc = subprocess.Popen([sys.executable, str(ROOT / "train.py"), *SMALL[:-1], "trainer.n_epochs=1000000",
                              "trainer.patience=1000000", f"hydra.run.dir={out}"], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 120
     while not (out / "checkpoints" / "last.pt").exists() and time.time() < deadline:
         time.sleep(0.01)

@@ -179,6 +179,13 @@ class KernelEpochs(LoaderEpochs):
                  for t, o in enumerate(parts)] for k in range(n)]
 
 
+def _takes_sigint() -> bool:
+    """This thread may handle SIGINT: the main thread (the only one where Python runs signal
+    handlers), and SIGINT not ignored (a background job's is: Ctrl-C is not for it)."""
+    return threading.current_thread() is threading.main_thread() and \
+        signal.getsignal(signal.SIGINT) != signal.SIG_IGN
+
+
 @contextmanager
 def interrupts_deferred():
     """Ctrl-C (SIGINT) during the block is raised when the block ends, as it is when a
@@ -187,8 +194,7 @@ def interrupts_deferred():
     raised inside ``ThreadPoolExecutor.submit``, it can leave concurrent.futures' global
     lock held, and the interpreter's exit then waits for it forever (a hang, seen in CI).
     Outside the main thread, where no signal handler runs, the block runs as it is."""
-    if threading.current_thread() is not threading.main_thread() or \
-            signal.getsignal(signal.SIGINT) == signal.SIG_IGN:  # (a background job: Ctrl-C is not for it)
+    if not _takes_sigint():
         yield
         return
     caught = []
@@ -215,8 +221,7 @@ class StopAtEpochEnd:
         self.asked, self.previous = False, None
 
     def __enter__(self) -> "StopAtEpochEnd":
-        if threading.current_thread() is threading.main_thread() and \
-                signal.getsignal(signal.SIGINT) != signal.SIG_IGN:  # (ignored: a background job's, left so)
+        if _takes_sigint():
             self.previous = signal.signal(signal.SIGINT, self._ask)
         return self
 

@@ -47,6 +47,7 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from prizenet import kernels  # noqa: E402
 from prizenet.data import Batch  # noqa: E402
 from prizenet.models import SVD, SVDpp, TimeSVDpp  # noqa: E402
 from prizenet.optim import RowOptimizer  # noqa: E402
@@ -247,7 +248,7 @@ def versions(device) -> dict:
         triton_version = None
     out = {"torch": torch.__version__, "triton": triton_version, "numba": numba.__version__,
            "python": platform.python_version(), "device": str(device),
-           "triton_interpreter": os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")}
+           "triton_interpreter": kernels.interpreting()}
     if device.type == "cuda":
         props = torch.cuda.get_device_properties(device)
         out.update(gpu=props.name, capability=f"{props.major}.{props.minor}", sms=props.multi_processor_count,

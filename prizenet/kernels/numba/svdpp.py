@@ -10,21 +10,21 @@ def svdpp(user, item, rating, bounds, order, nu_indptr, nu_items, mu, weights, l
     """One epoch: the runs of ``bounds`` in ``order``."""
     w = [t.detach().numpy() for t in weights]
     return torch.tensor(sgd_pp(user.numpy(), item.numpy(), rating.numpy(), bounds.numpy(), order.numpy(),
-                               nu_indptr.numpy(),
-                               nu_items.numpy(), np.float32(mu), *w, np.float32(lr), np.float32(reg)),
-                        dtype=torch.float64)
-
+                               nu_indptr.numpy(), nu_items.numpy(), np.float32(mu), *w, np.float32(lr),
+                               np.float32(reg)), dtype=torch.float64)
 
 
 @numba.njit(fastmath=True, nogil=True, cache=True)
-def user_z(yj, nu_items, j0, j1, z):
-    """z = |N(u)|^-½ Σ_{j∈N(u)} y[j] into ``z`` (N(u) = nu_items[j0:j1]); returns |N(u)|^-½."""
+def user_z(yj, nu_indptr, nu_items, u, z):
+    """z = |N(u)|^-½ Σ_{j∈N(u)} y[j] into ``z``; returns (|N(u)|^-½, j0, j1), N(u) being
+    nu_items[j0:j1]."""
+    j0, j1 = nu_indptr[u], nu_indptr[u + 1]
     norm = np.float32(1.0 / np.sqrt(max(j1 - j0, 1)))
     z[:] = 0.0
     for jj in range(j0, j1):
         z += yj[nu_items[jj]]
     z *= norm
-    return norm
+    return norm, j0, j1
 
 @numba.njit(fastmath=True, nogil=True, cache=True)
 def update_y(yj, nu_items, j0, j1, acc, norm, lr, reg):
@@ -43,8 +43,7 @@ def sgd_pp(user, item, rating, bounds, order, nu_indptr, nu_items, mu, bu, bi, p
     for s in order:
         a, b = bounds[s], bounds[s + 1]
         u = user[a]
-        j0, j1 = nu_indptr[u], nu_indptr[u + 1]
-        norm = user_z(yj, nu_items, j0, j1, z)
+        norm, j0, j1 = user_z(yj, nu_indptr, nu_items, u, z)
         acc[:] = 0.0
         for n in range(a, b):
             i = item[n]

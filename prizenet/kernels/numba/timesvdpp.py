@@ -19,7 +19,6 @@ def timesvdpp(user, item, day, rating, bounds, order, time, nu_indptr, nu_items,
                                  bool(per_day), *w, np.float32(lr), np.float32(reg)), dtype=torch.float64)
 
 
-
 @numba.njit(fastmath=True, nogil=True, cache=True)
 def sgd_time(user, item, day, rating, bounds, order, keys, key_start, key_dev, n_days, n_bins, nu_indptr, nu_items,
              mu, per_day, bu, alpha, but, bi, bibin, cu, cut, pu, alpha_p, put, qi, yj, lr, reg):
@@ -31,8 +30,7 @@ def sgd_time(user, item, day, rating, bounds, order, keys, key_start, key_dev, n
     for s in order:
         a, b = bounds[s], bounds[s + 1]
         u = user[a]
-        j0, j1 = nu_indptr[u], nu_indptr[u + 1]
-        norm = user_z(yj, nu_items, j0, j1, z)
+        norm, j0, j1 = user_z(yj, nu_indptr, nu_items, u, z)
         acc[:] = 0.0
         k0, k1 = key_start[u], key_start[u + 1]  # u's (user, day) rows
         for n in range(a, b):

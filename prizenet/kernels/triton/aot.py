@@ -64,10 +64,11 @@ def compile_all(capability: int = 90, n_factors: int = 200, warp_size: int = 32)
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
 
+    from .. import interpreting
     from . import block_k
     from .svdpp import BLOCK_J
 
-    if os.environ.get("TRITON_INTERPRET", "0") not in ("", "0"):
+    if interpreting():
         raise RuntimeError("TRITON_INTERPRET is set: interpreted kernels cannot be compiled; unset it")
     target = GPUTarget("cuda", capability, warp_size)
     report = {}

@@ -78,6 +78,10 @@ def train(cfg: DictConfig, out: Path, hydra_cfg: DictConfig | None = None) -> di
     tc = cfg.trainer
     device = pick_device(tc.device)
     kernels.choose(tc.kernel, device)  # a backend that cannot run on the device fails here, before the data loads
+    devices = get_class(cfg.model._target_).devices
+    if devices is not None and device.type not in devices:
+        raise kernels.BackendError(f"{get_class(cfg.model._target_).__name__} trains on {', '.join(devices)} only, "
+                                   f"not {device}; use trainer.device={devices[0]}")
     if tc.precision == "bf16" and device.type != "cuda":
         log.warning("trainer.precision=bf16 applies on CUDA only; training in fp32 on %s", device)
     ckpt = out / "checkpoints"
@@ -228,6 +232,8 @@ def fit(cfg, data: PrizeData, rows: np.ndarray, phase: int, n_epochs: int, devic
             writer.add_scalar(f"{tag}throughput/ratings_per_s", h["ratings_per_s"], step)
             if probe is not None:
                 writer.add_scalar("probe/rmse", h["probe_rmse"], step)
+            for name, value in model.scalars().items():
+                writer.add_scalar(f"{tag}model/{name}", value, step)
             if tc.histograms:
                 log_histograms(writer, model, step, f"{tag}factors")
             log.info("phase %d epoch %d: train RMSE %.5f%s, %.1f s, %s ratings/s", phase, epoch, train_rmse,

@@ -129,6 +129,9 @@ MODEL_RULES: tuple[tuple[str, Rule], ...] = (
     ("mlp_layers", POSITIVE_INT),  # each entry
     ("dropout", Rule(lo=0, hi=1)),
     ("beta", POSITIVE),
+    ("alpha_0", POSITIVE),  # Gamma hyper-prior shapes (bfm)
+    ("gamma_0", POSITIVE),
+    ("burn_in", NON_NEGATIVE),
     ("init_std", NON_NEGATIVE),
     ("lr", NON_NEGATIVE),  # lr, lr_bu, lr_alpha, ...
     ("reg", NON_NEGATIVE),  # reg, reg_bu, reg_u, ...
@@ -136,7 +139,8 @@ MODEL_RULES: tuple[tuple[str, Rule], ...] = (
 
 # Constructor parameters the data layer fills in (``prizenet.models.model_inputs``), not settings.
 DATA_INPUTS = frozenset({"n_users", "n_items", "mu", "n_days", "nu_indptr", "nu_items", "user_mean_day",
-                         "user_day_keys", "item_indptr", "item_users", "item_ratings"})
+                         "user_day_keys", "item_indptr", "item_users", "item_ratings",
+                         "watch_user", "watch_item", "watch_day"})
 
 
 def _fail(key: str, value, allowed: str) -> ConfigError:

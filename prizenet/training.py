@@ -80,24 +80,25 @@ class ThreadTuner:
 
 
 # -- how an epoch is trained: the one place that chooses ------------------------------
-class ClosedFormEpochs:
-    """An epoch is the model's ``als_epoch``: one exact sweep over all rows at once (no
-    batches); the training error is measured after it."""
+class SweepEpochs:
+    """An epoch is the model's ``sweep``: one pass over all rows at once (no batches), an
+    exact ALS solve or a Gibbs sample; it returns the training error after it."""
 
-    def __init__(self, model: RatingModel, data: PrizeData, rows: np.ndarray, device):
+    def __init__(self, model: RatingModel, data: PrizeData, rows: np.ndarray, device, threads: int = 0):
         self.model = model
-        user, item = (torch.from_numpy(a[rows]).to(device).long() for a in (data.user, data.item))
-        self.cols = user, item, torch.from_numpy(data.rating_x2[rows]).to(device).float() * 0.5
+        if threads > 0:  # the compiled sweeps' threads (numba); 0: all cores. Their results do not depend on it
+            import numba
+
+            numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+        user, item, day = (torch.from_numpy(a[rows]).to(device).long() for a in (data.user, data.item, data.day))
+        self.batch = Batch(user=user, item=item, day=day,
+                           rating=torch.from_numpy(data.rating_x2[rows]).to(device).float() * 0.5)
 
     def resume_at(self, epoch: int) -> None:  # every sweep sees the same rows: nothing to skip
         pass
 
     def run(self, scale: float, desc: str) -> torch.Tensor:
-        user, item, rating = self.cols
-        self.model.als_epoch(user, item, rating)
-        with torch.no_grad():
-            e = self.model(Batch(user=user, item=item, day=torch.zeros_like(user), rating=rating)) - rating
-        return (e.double() ** 2).sum()
+        return self.model.sweep(self.batch)
 
 
 class LoaderEpochs:
@@ -313,13 +314,13 @@ class BatchEpochs(LoaderEpochs):
 
 
 def epochs_for(model: RatingModel, data: PrizeData, rows: np.ndarray, device, optimizer: str, opt, tc, seed: int):
-    """How ``model``'s epochs are trained, chosen here and nowhere else: its closed form
-    when it has one; with SGD, its compiled kernel when it has one and
+    """How ``model``'s epochs are trained, chosen here and nowhere else: its sweep (a
+    closed-form solve, a Gibbs sample) when it has one; with SGD, its compiled kernel when it has one and
     ``trainer.kernel`` picks a backend for the device (:func:`prizenet.kernels.choose`:
     ``auto`` is numba on CPU, Triton on CUDA); otherwise torch mini-batch steps (any model,
     any device)."""
-    if model.closed_form:
-        return ClosedFormEpochs(model, data, rows, device)
+    if model.sweeps:
+        return SweepEpochs(model, data, rows, device, tc.threads)
     backend = kernels.choose(tc.kernel, device)
     if model.has_kernel and optimizer == "sgd" and backend is not None:
         return KernelEpochs(model, data, rows, device, seed, tc.batch_size, backend, tc.threads)

@@ -92,7 +92,8 @@ def test_training_lowers_the_loss(kind):
 
 def test_baseline_matches_the_formula_and_als_is_the_closed_form():
     m = Baseline(U, I, mu=3.0, solver="als", reg_u=2.0, reg_i=3.0)
-    m.als_epoch(user, item, rating)
+    sse = m.sweep(Batch(user=user, item=item, day=torch.zeros_like(user), rating=rating))
+    assert float(sse) == pytest.approx(float(((m(Batch(user=user, item=item, day=user, rating=rating)) - rating) ** 2).sum()))
     bu, bi = m.bu.weight, m.bi.weight
     # Items are solved first, from bu = 0; then users, from those bi.
     for i in range(I):

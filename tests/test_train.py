@@ -51,7 +51,7 @@ PINNED = {
 
 
 SIZE = {"svd": ["model.n_factors=8"], "svdpp": ["model.n_factors=8"], "timesvdpp": ["model.n_factors=8"],
-        "autorec": ["model.hidden=32"]}  # small models for the small data set
+        "autorec": ["model.hidden=32"], "bfm": ["model.n_factors=4", "model.features=timesvdpp_flipped"]}  # small models for the small data set
 
 
 @pytest.mark.parametrize("model", sorted(PINNED))
@@ -114,7 +114,7 @@ def test_outputs_are_present_and_well_formed(tmp_path):
     ("ncf", "trainer.optimizer=sgd model.lr_mlp=1e-5"),
     ("autorec", "model.hidden=8"), ("autorec", "model.init_std=0.1"), ("autorec", "model.lr=0.01"),
     ("autorec", "model.lr_b=0.01"), ("autorec", "model.lr_h=0.01"), ("autorec", "model.reg=0.1"),
-    ("autorec", "model.reg_b=1"),
+    ("autorec", "model.reg_b=1"), ("bfm", "seed=1"), ("bfm", "model.features=timesvdpp_flipped"),
 ])
 def test_every_hyper_parameter_changes_the_result(tmp_path, model, override):
     base = [f"model={model}", "trainer.n_epochs=2", "trainer.final_fit=false", "trainer.patience=5"]
@@ -150,7 +150,7 @@ def test_nan_guard_names_the_epoch(tmp_path):
         fit(tmp_path, "trainer.lr_scale=1e4", "trainer.n_epochs=3")
 
 
-@pytest.mark.parametrize("model", ["svdpp", "timebaseline", "timesvdpp", "ncf", "autorec"])
+@pytest.mark.parametrize("model", ["svdpp", "timebaseline", "timesvdpp", "ncf", "autorec", "bfm"])
 def test_every_model_runs_both_phases_with_cold_users_and_items(tmp_path, synthetic, model):
     (synthetic / "answers.csv").unlink()
     with open(synthetic / "qualifying.txt", "a") as f:
@@ -190,10 +190,12 @@ def run_cli(*args, **kw):
     return subprocess.run([sys.executable, "train.py", *args], cwd=ROOT, capture_output=True, text=True, env=env, **kw)
 
 
-def test_resume_after_kill_ends_with_the_same_result(tmp_path):
+@pytest.mark.parametrize("model", [["model.n_factors=32"],  # svd's kernel
+                                   ["model=bfm", "model.features=timesvdpp_flipped", "model.n_factors=32"]])  # a chain
+def test_resume_after_kill_ends_with_the_same_result(tmp_path, model):
     # (fixed threads: the default measures 1 against 2 cores, so its runs vary with the machine's load)
     args = [*QUIET, "data.users=1000", "data.items=200", "data.ratings=60000", "trainer.n_epochs=8", "trainer.patience=8",
-            "model.n_factors=32", "trainer.threads=1"]
+            *model, "trainer.threads=1"]
     full = run_cli(*args, f"hydra.run.dir={tmp_path / 'full'}")
     assert full.returncode == 0, full.stderr
     killed = tmp_path / "killed"

@@ -68,7 +68,7 @@ from conftest import BACKENDS  # noqa: E402
 import prizenet.models as models  # noqa: E402
 from prizenet.config import DATA_INPUTS  # noqa: E402
 from prizenet.models.base import RatingModel  # noqa: E402
-from prizenet.training import BatchEpochs, ClosedFormEpochs, KernelEpochs, epochs_for  # noqa: E402
+from prizenet.training import BatchEpochs, SweepEpochs, KernelEpochs, epochs_for  # noqa: E402
 
 MODELS = [getattr(models, name) for name in models.__all__ if name not in ("model_inputs", "RatingModel")]
 
@@ -102,7 +102,7 @@ def _setting(**kw):
     ("AutoRec", None, "cpu", "auto", "adam", BatchEpochs),
     ("TimeBaseline", None, "cpu", "auto", "sgd", BatchEpochs),
     ("Baseline", "sgd", "cpu", "auto", "sgd", BatchEpochs),
-    ("Baseline", "als", "cpu", "auto", "sgd", ClosedFormEpochs),
+    ("Baseline", "als", "cpu", "auto", "sgd", SweepEpochs),
     ("SVD", None, "cuda", "numba", "sgd", "runs on cpu, but the run's device is cuda"),
     ("SVD", None, "cpu", "triton", "sgd", "runs on cuda, but the run's device is cpu"),
     ("NeuMF", None, "cpu", "numba", "adam", "NeuMF has no compiled kernel"),

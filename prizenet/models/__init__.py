@@ -16,6 +16,7 @@ import numpy as np
 from ..data import PrizeData
 from .autorec import AutoRec
 from .base import RatingModel
+from .bfm import BayesianFM
 from .baseline import Baseline
 from .ncf import NeuMF
 from .svd import SVD
@@ -23,7 +24,7 @@ from .svdpp import SVDpp
 from .timebaseline import TimeBaseline
 from .timesvdpp import TimeSVDpp
 
-__all__ = ["SVD", "AutoRec", "Baseline", "NeuMF", "RatingModel", "SVDpp", "TimeBaseline", "TimeSVDpp", "model_inputs"]
+__all__ = ["SVD", "AutoRec", "Baseline", "BayesianFM", "NeuMF", "RatingModel", "SVDpp", "TimeBaseline", "TimeSVDpp", "model_inputs"]
 
 
 def model_inputs(target, data: PrizeData, rows: np.ndarray) -> dict:
@@ -32,6 +33,8 @@ def model_inputs(target, data: PrizeData, rows: np.ndarray) -> dict:
     ``target`` is the model class (or a ``module.Class`` path). The sizes and ``mu``, the
     mean training rating of ``rows``, come from the phase's training rows, and so does the
     CSR ``item_indptr, item_users, item_ratings`` of those rows by item (AutoRec's input).
+    ``watch_user, watch_item, watch_day`` are the probe pairs then the qualifying pairs: the
+    pairs the trainer will predict (a sampler averages its predictions of them).
     """
     if isinstance(target, str):
         from hydra.utils import get_class
@@ -55,6 +58,9 @@ def model_inputs(target, data: PrizeData, rows: np.ndarray) -> dict:
         "item_indptr": lambda: by_item()[0],
         "item_users": lambda: by_item()[1],
         "item_ratings": lambda: by_item()[2],
+        "watch_user": lambda: np.concatenate([data.user[data.probe_rows], data.qual_user]),
+        "watch_item": lambda: np.concatenate([data.item[data.probe_rows], data.qual_item]),
+        "watch_day": lambda: np.concatenate([data.day[data.probe_rows], data.qual_day]),
     }
     wanted = inspect.signature(target).parameters
     return {name: make() for name, make in offered.items() if name in wanted}

@@ -17,7 +17,12 @@ declares; nothing else is looked up on a model:
   ``has_kernel`` with ``sgd_epoch(batch, scale, backend)`` (the papers' per-rating SGD,
   compiled: the model hands its tables to a backend of :mod:`prizenet.kernels`, numba on
   CPU or Triton on CUDA, whose loops live in ``prizenet/kernels/<backend>/``), and
-  ``closed_form`` with ``als_epoch(user, item, rating)`` (an exact sweep).
+  ``sweeps`` with ``sweep(batch)`` (one pass over all training ratings at once: ALS's exact
+  solve, a Gibbs sample), which returns the squared error after it.
+* ``devices``: the device types the model trains on (None: any); the trainer refuses
+  another before it loads data.
+* ``scalars()``: numbers the trainer logs to TensorBoard after every epoch, beside the
+  RMSEs (a sampler's precisions); none by default.
 
 Which of these an epoch uses is decided in one place, :func:`prizenet.training.epochs_for`,
 by the device, ``trainer.kernel`` and the optimizer; a model never chooses.
@@ -45,13 +50,15 @@ class RatingModel(nn.Module):
     optimizer: ClassVar[Literal["sgd", "adam"]] = "sgd"
     #: The model has ``sgd_epoch``: the per-rating SGD on a compiled backend.
     has_kernel: ClassVar[bool] = False
+    #: Device types the model trains on (``("cpu",)``: a CPU-only sampler); None: any.
+    devices: ClassVar[tuple[str, ...] | None] = None
     #: Learning rate and weight decay of parameters outside the sparse tables.
     dense_lr: float = 1e-3
     dense_reg: float = 0.0
 
     @property
-    def closed_form(self) -> bool:
-        """True when an epoch is :meth:`als_epoch`, an exact sweep over all training ratings."""
+    def sweeps(self) -> bool:
+        """True when an epoch is :meth:`sweep`, one pass over all training ratings at once."""
         return False
 
     def forward(self, batch: Batch) -> torch.Tensor:  # pragma: no cover - every model writes its own
@@ -61,6 +68,10 @@ class RatingModel(nn.Module):
         """Before training: each user's and item's number of training ratings."""
         zero_unseen(self, n_user_ratings, n_item_ratings)
 
+    def scalars(self) -> dict[str, float]:
+        """Per-epoch numbers for TensorBoard (``model/<name>``), beside the RMSEs."""
+        return {}
+
     def sgd_epoch(self, batch: Batch, scale: float = 1.0, backend: str = "numba") -> torch.Tensor:
         """One epoch of per-rating SGD over ``batch`` (tensors on the backend's device, the
         epoch's order; ``batch.bounds`` its runs of one user, found if absent), the learning
@@ -68,6 +79,7 @@ class RatingModel(nn.Module):
         met on the way, a 0-d float64 tensor on the device."""
         raise NotImplementedError(f"{type(self).__name__} has no compiled epoch (has_kernel is False)")
 
-    def als_epoch(self, user: torch.Tensor, item: torch.Tensor, rating: torch.Tensor) -> None:
-        """One closed-form sweep over all training ratings."""
-        raise NotImplementedError(f"{type(self).__name__} has no closed form (closed_form is False)")
+    def sweep(self, batch: Batch) -> torch.Tensor:
+        """One pass over all training ratings (``batch`` holds them all, on the device);
+        returns the squared error on them after it, a 0-d float64 tensor."""
+        raise NotImplementedError(f"{type(self).__name__} has no sweep (sweeps is False)")

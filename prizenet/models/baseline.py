@@ -46,15 +46,16 @@ class Baseline(RatingModel):
         self.reg_u, self.reg_i = float(reg_u), float(reg_i)
 
     @property
-    def closed_form(self) -> bool:
+    def sweeps(self) -> bool:
         return self.solver == "als"
 
     def forward(self, batch: Batch) -> torch.Tensor:
         return self.mu + self.bu(batch.user) + self.bi(batch.item)
 
     @torch.no_grad()
-    def als_epoch(self, user: torch.Tensor, item: torch.Tensor, rating: torch.Tensor) -> None:
+    def sweep(self, batch: Batch) -> torch.Tensor:
         """One alternating least-squares sweep over all training ratings (items, then users)."""
+        user, item, rating = batch.user, batch.item, batch.rating
         bu, bi = self.bu.weight, self.bi.weight
         r = rating - self.mu
         num = torch.zeros_like(bi).index_add_(0, item, r - bu[user])
@@ -63,3 +64,4 @@ class Baseline(RatingModel):
         num = torch.zeros_like(bu).index_add_(0, user, r - bi[item])
         cnt = torch.zeros_like(bu).index_add_(0, user, torch.ones_like(r))
         bu.copy_(num / (self.reg_u + cnt))
+        return ((self(batch) - rating).double() ** 2).sum()

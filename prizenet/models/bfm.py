@@ -1,0 +1,325 @@
+"""Bayesian factorization machines by Gibbs sampling (Freudenthaler, Schmidt-Thieme &
+Rendle 2011; Rendle 2012, libFM's MCMC; Rendle 2013 for relational blocks).
+
+    r̂(x) = w0 + Σ_j w_j·x_j + Σ_{j<l} ⟨v_j, v_l⟩·x_j·x_l
+
+over the features x of a rating, in blocks (``features`` picks them, as myFM's examples
+and Rendle, Zhang & Koren 2019 do):
+
+    block   features of a rating (u, i, t)            value       in feature sets
+    user    one-hot u                                  1           all
+    nu      N(u): every item u rated or was asked to   |N(u)|^-½   svdpp, timesvdpp, timesvdpp_flipped
+    item    one-hot i                                  1           all
+    ni      N(i): every user who rated or was asked    |N(i)|^-½   timesvdpp_flipped
+            to rate i (the "flipped" SVD++ term)
+    day     one-hot day of the rating                  1           timesvd, timesvdpp, timesvdpp_flipped
+
+N(u) and N(i) come from every known pair (training, probe and qualifying), as the data
+layer's N(u) always does. ``mf`` is Bayesian biased MF; ``svdpp`` is SVD++'s model (a user is
+p_u + |N(u)|^-½ Σ y_j); ``timesvdpp_flipped`` was the best model on MovieLens-10M in
+Rendle et al. 2019. All pairs of features interact, inside a block too (myFM's model): the
+pairs within a user's own features add a user constant, those across a rating's user, item
+and day are the factor model.
+
+Priors, one group g per block (myFM's grouped hyper-priors): w0 ~ N(0, 1/reg_0);
+w_j ~ N(μ_g, 1/λ_g); v_jf ~ N(μ_gf, 1/λ_gf); μ ~ N(mu_0, 1/(gamma_0·λ)); λ, and the noise
+precision α of r = r̂ + ε, ~ Gamma(alpha_0/2, rate beta_0/2).
+
+Gibbs sweep, in myFM's order (its ``GibbsFMTrainer::update_all``, read from myFM's source):
+α; w0; λ_g and μ_g of the linear weights; every w_j; λ_gf and μ_gf; then for f = 1..k
+every v_jf. r̂ is linear in each single parameter θ (r̂ = g(x) + θ·h(x)), so each
+conditional is normal: precision λ + α·Σ h², mean (λμ + α·Σ h·(r − g)) / precision, the
+sums over the ratings whose features hold θ. One-hot features of a block never share a
+rating and are drawn together in parallel (the same chain as drawing them one by one);
+implicit features are drawn one by one, their sums taken per user (per item) from the
+relational caches of Rendle 2013 (``prizenet.kernels.numba.bfm`` has the algebra), so a
+sweep costs O(ratings·k + Σ|N(u)|·k) and no rating of a user is visited per feature of
+N(u). The residuals are recomputed from the parameters at the start of every sweep (no
+drift; myFM recomputes them at its end). ``init_std`` draws the initial v ~ N(0, init_std²);
+w and μ start at 0, w0 at the mean rating.
+
+Predictions are the average of r̂ over the samples after ``burn_in`` (myFM keeps all but
+the first 5, its default; libFM averages its test predictions the same way): the model
+keeps the running average for the pairs it is asked to watch (``watch_*``: the trainer
+gives the probe and the qualifying pairs), and :meth:`forward` in eval mode returns it for
+those; for any other pair, and in training mode, it returns the current sample's r̂. A
+user or item without training ratings keeps its prior draws and whatever its implicit
+features and day carry; averaged over samples, its own terms go to the prior means.
+
+The draws come from numpy's generator seeded by (``seed``, sweep number), so a chain
+resumed from a checkpoint after sweep n draws what the unbroken chain drew (the tests check
+it). Sampling runs on the CPU on all cores (numba); the model's ``devices`` says so, and
+the trainer refuses another device before loading data.
+
+Freudenthaler, C., Schmidt-Thieme, L., Rendle, S. (2011). Bayesian factorization machines.
+NIPS workshop on sparse representation and low-rank approximation. Rendle, S. (2012).
+Factorization machines with libFM. ACM TIST 3(3). Rendle, S. (2013). Scaling factorization
+machines to relational data. VLDB 2013. Rendle, S., Zhang, L., Koren, Y. (2019). On the
+difficulty of evaluating baselines. arXiv:1905.01395. Ohtsuki, T. myFM (github.com/tohtsky/myFM).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar, Literal
+
+import numpy as np
+import torch
+
+from ..data import Batch
+from ..kernels.numba import bfm as K
+from .base import RatingModel
+
+#: feature set -> (day block, N(u) block, N(i) block)
+FEATURES = {
+    "mf": (False, False, False),
+    "svdpp": (False, True, False),
+    "timesvd": (True, False, False),
+    "timesvdpp": (True, True, False),
+    "timesvdpp_flipped": (True, True, True),
+}
+
+
+@dataclass
+class _Side:
+    """One relation of a rating: its user, item or day, with the entity's own one-hot block
+    and, for users and items, an optional implicit block."""
+    name: str  # the one-hot block
+    n: int
+    implicit: str | None = None  # the implicit block's name
+    indptr: np.ndarray | None = None  # entity -> its implicit features (CSR)
+    feats: np.ndarray | None = None
+    tindptr: np.ndarray | None = None  # implicit feature -> the entities that hold it
+    tents: np.ndarray | None = None
+    norm: np.ndarray | None = None  # |N(e)|^-½ per entity
+
+
+class _Rows:
+    """The training rows of a sweep, sorted by user, with each side's entity of every row,
+    the users' row ranges, and the sweep's scratch arrays."""
+
+    def __init__(self, batch: Batch, sides: list[_Side]):
+        user = batch.user.cpu().numpy()
+        order = np.argsort(user, kind="stable")
+        cols = {"user": user, "item": batch.item.cpu().numpy(), "day": batch.day.cpu().numpy()}
+        self.key = (len(user), batch.user.data_ptr(), batch.rating.data_ptr())
+        self.y = batch.rating.cpu().numpy().astype(np.float64)[order]
+        self.ents = np.stack([cols[s.name][order] for s in sides]).astype(np.int32)
+        self.indptr = np.concatenate([[0], np.cumsum(np.bincount(self.ents[0], minlength=sides[0].n))])
+        self.buf = [None] + [np.empty((K.CHUNKS, s.n, 5)) for s in sides[1:]]  # scatter's sums, per chunk
+        n = max(s.n for s in sides)
+        self.zeros = np.zeros(n)  # dA, dB before any draw; the P column of the linear weights
+        self.ones = np.ones(n)  # x of a side without an implicit block
+        # no draws yet for the first pass to bring the rows up to date with
+        self.none = (self.ents[0], self.zeros, self.zeros, self.ents[0], self.zeros, self.ents[0], self.zeros)
+
+
+class BayesianFM(RatingModel):
+    devices: ClassVar[tuple[str, ...]] = ("cpu",)
+
+    def __init__(self, n_users: int, n_items: int, n_days: int, mu: float, nu_indptr: np.ndarray,
+                 nu_items: np.ndarray, watch_user: np.ndarray, watch_item: np.ndarray, watch_day: np.ndarray,
+                 n_factors: int = 32,
+                 features: Literal["mf", "svdpp", "timesvd", "timesvdpp", "timesvdpp_flipped"] = "mf",
+                 burn_in: int = 5, init_std: float = 0.1, alpha_0: float = 1.0, beta_0: float = 1.0,
+                 gamma_0: float = 1.0, mu_0: float = 0.0, reg_0: float = 1.0):
+        super().__init__()
+        if features not in FEATURES:
+            raise ValueError(f"features must be one of {tuple(FEATURES)}, got {features!r}")
+        if burn_in < 0:
+            raise ValueError(f"burn_in must be at least 0, got {burn_in}")
+        use_day, use_nu, use_ni = FEATURES[features]
+        self.features, self.k, self.burn_in = features, int(n_factors), int(burn_in)
+        self.alpha_0, self.beta_0, self.gamma_0, self.mu_0, self.reg_0 = map(float, (alpha_0, beta_0, gamma_0, mu_0,
+                                                                                      reg_0))
+        self.sides = [_Side("user", n_users), _Side("item", n_items)] + ([_Side("day", n_days)] if use_day else [])
+        if use_nu or use_ni:
+            nu_indptr, nu_items = np.asarray(nu_indptr, np.int64), np.asarray(nu_items, np.int64)
+            owner = np.repeat(np.arange(n_users), np.diff(nu_indptr))
+            order = np.argsort(nu_items, kind="stable")
+            ni_indptr = np.concatenate([[0], np.cumsum(np.bincount(nu_items, minlength=n_items))]).astype(np.int64)
+            ni_users = owner[order]
+            if use_nu:  # N(u)'s features are items; the entities holding item j are N(j)
+                self.sides[0] = _Side("user", n_users, "nu", nu_indptr, nu_items, ni_indptr, ni_users.astype(np.int32),
+                                      _norm(nu_indptr))
+            if use_ni:
+                self.sides[1] = _Side("item", n_items, "ni", ni_indptr, ni_users, nu_indptr, nu_items.astype(np.int32),
+                                      _norm(ni_indptr))
+        self.blocks = [b for s in self.sides for b in (s.name, s.implicit) if b]
+        sizes = {"user": n_users, "item": n_items, "day": n_days, "nu": n_items, "ni": n_users}
+        for b in self.blocks:
+            self.register_buffer(f"w_{b}", torch.zeros(sizes[b], dtype=torch.float64))
+            self.register_buffer(f"v_{b}", torch.randn(sizes[b], self.k, dtype=torch.float64) * init_std)
+        g = len(self.blocks)
+        self.register_buffer("w0", torch.tensor(float(mu), dtype=torch.float64))
+        self.register_buffer("alpha", torch.tensor(1.0, dtype=torch.float64))
+        self.register_buffer("mu_w", torch.zeros(g, dtype=torch.float64))
+        self.register_buffer("lam_w", torch.ones(g, dtype=torch.float64))
+        self.register_buffer("mu_v", torch.zeros(g, self.k, dtype=torch.float64))
+        self.register_buffer("lam_v", torch.ones(g, self.k, dtype=torch.float64))
+        self.register_buffer("seed", torch.randint(0, 2 ** 62, (), dtype=torch.int64))  # from the trainer's seed
+        self.register_buffer("n_sweeps", torch.tensor(0))
+        self.register_buffer("n_kept", torch.tensor(0))
+        # the watched pairs, sorted by key; their running average of r̂ over the kept samples
+        key = self._keys(*(torch.as_tensor(np.asarray(a, np.int64)) for a in (watch_user, watch_item, watch_day)))
+        self._watch_keys, order = torch.sort(key)
+        cols = {"user": watch_user, "item": watch_item, "day": watch_day}
+        self._watch_ents = np.stack([np.asarray(cols[s.name], np.int64)[order.numpy()] for s in self.sides]
+                                    ).astype(np.int32)
+        self.register_buffer("avg", torch.zeros(len(key), dtype=torch.float64))
+        self._rows: _Rows | None = None
+        self._sample = None  # per-side sums of the current sample, for forward
+        self.register_load_state_dict_post_hook(lambda module, keys: setattr(module, "_sample", None))
+
+    @property
+    def sweeps(self) -> bool:
+        return True
+
+    def scalars(self) -> dict[str, float]:
+        """The sample's noise sd 1/√α, and per block the prior sd 1/√λ of its weights and
+        (averaged over factors) of its factors."""
+        out = {"noise_sd": float(self.alpha) ** -0.5, "samples_kept": float(self.n_kept)}
+        for g, b in enumerate(self.blocks):
+            out[f"prior_sd_w/{b}"] = float(self.lam_w[g]) ** -0.5
+            out[f"prior_sd_v/{b}"] = float((self.lam_v[g] ** -0.5).mean())
+        return out
+
+    def see(self, n_user_ratings: np.ndarray, n_item_ratings: np.ndarray) -> None:
+        """Nothing to zero: a user or item without ratings is drawn from its prior."""
+
+    def _keys(self, user: torch.Tensor, item: torch.Tensor, day: torch.Tensor) -> torch.Tensor:
+        n_items, n_days = self.sides[1].n, max(int(self.w_day.numel()) if "day" in self.blocks else 0, 1)
+        return (user.long() * n_items + item.long()) * n_days + (day.long() if "day" in self.blocks else 0)
+
+    # -- the current sample ----------------------------------------------------------------
+    def _side_sums(self) -> tuple[np.ndarray, np.ndarray]:
+        """BW (sides × entities: linear terms plus within-side pairs) and P (sides ×
+        entities × k) of the current sample."""
+        n = max(s.n for s in self.sides)
+        BW = np.zeros((len(self.sides), n))
+        P = np.zeros((len(self.sides), n, self.k))
+        empty_i, empty_f = np.zeros(0, np.int64), np.zeros(0)
+        for a, s in enumerate(self.sides):
+            w1, v1 = getattr(self, f"w_{s.name}").numpy(), getattr(self, f"v_{s.name}").numpy()
+            if s.implicit:
+                wi, vi = getattr(self, f"w_{s.implicit}").numpy(), getattr(self, f"v_{s.implicit}").numpy()
+                args = (s.indptr, s.feats, s.norm, w1, v1, wi, vi)
+            else:
+                args = (empty_i, empty_i, empty_f, w1, v1, empty_f, v1[:0])
+            B, W = np.empty(s.n), np.empty(s.n)
+            K.side_sums(*args, B, P[a, :s.n], W)
+            BW[a, :s.n] = B + W
+        return BW, P
+
+    def _predict(self, ents: np.ndarray, sums=None) -> np.ndarray:
+        BW, P = sums if sums is not None else self._side_sums()
+        out = np.empty(ents.shape[1])
+        K.predict(ents, float(self.w0), BW, P, out)
+        return out
+
+    def forward(self, batch: Batch) -> torch.Tensor:
+        if self._sample is None:
+            self._sample = self._side_sums()
+        cols = {"user": batch.user, "item": batch.item, "day": batch.day}
+        ents = np.stack([cols[s.name].cpu().numpy() for s in self.sides]).astype(np.int32)
+        pred = torch.from_numpy(self._predict(ents, self._sample))
+        if not self.training and int(self.n_kept) > 0 and len(self._watch_keys):
+            key = self._keys(batch.user.cpu(), batch.item.cpu(), batch.day.cpu())
+            pos = torch.searchsorted(self._watch_keys, key).clamp_(max=len(self._watch_keys) - 1)
+            pred = torch.where(self._watch_keys[pos] == key, self.avg[pos], pred)
+        return pred.float().to(batch.user.device)
+
+    # -- one Gibbs sweep ---------------------------------------------------------------------
+    @torch.no_grad()
+    def sweep(self, batch: Batch) -> torch.Tensor:
+        """One Gibbs sweep over the training ratings of ``batch``; returns the squared
+        error of the new sample on them (0-d float64)."""
+        if self._rows is None or self._rows.key != (len(batch), batch.user.data_ptr(), batch.rating.data_ptr()):
+            self._rows = _Rows(batch, self.sides)
+        R = self._rows
+        rng = self._generator()
+        e = R.y - self._predict(R.ents)
+        n = len(e)
+        alpha = rng.gamma((self.alpha_0 + n) / 2, 2 / (self.beta_0 + e @ e))
+        prec = alpha * n + self.reg_0
+        w0 = float(self.w0)
+        new = alpha * (e.sum() + n * w0) / prec + rng.standard_normal() / np.sqrt(prec)
+        e -= new - w0
+        self.w0.fill_(new)
+        self.alpha.fill_(alpha)
+
+        for g, b in enumerate(self.blocks):
+            self._hyper(rng, getattr(self, f"w_{b}").numpy()[:, None], self.mu_w[g:g + 1], self.lam_w[g:g + 1])
+        PT = np.zeros((len(self.sides), self.k, max(s.n for s in self.sides)))
+        prev = R.none
+        for a, s in enumerate(self.sides):
+            prev = self._draw(rng, R, a, s, e, 0, True, PT, alpha, prev)
+        for g, b in enumerate(self.blocks):
+            self._hyper(rng, getattr(self, f"v_{b}").numpy(), self.mu_v[g], self.lam_v[g])
+        _, P = self._side_sums()
+        PT[:] = P.transpose(0, 2, 1)  # sides × k × entities: one factor's column contiguous
+        for f in range(self.k):
+            for a, s in enumerate(self.sides):
+                prev = self._draw(rng, R, a, s, e, f, False, PT, alpha, prev)
+        K.DRAWS[False, len(self.sides) == 3][4](e, prev)
+
+        self.n_sweeps += 1
+        self._sample = None
+        if int(self.n_sweeps) > self.burn_in and len(self._watch_keys):
+            self.n_kept += 1
+            self.avg += (torch.from_numpy(self._predict(self._watch_ents)) - self.avg) / int(self.n_kept)
+        return torch.tensor(float(e @ e), dtype=torch.float64)
+
+    def _generator(self) -> np.random.Generator:
+        """This sweep's draws: seeded by the chain's seed and the sweep's number."""
+        return np.random.default_rng([int(self.seed), int(self.n_sweeps)])
+
+    def _draw(self, rng, R: _Rows, a: int, s: _Side, e: np.ndarray, f: int, linear: bool, PT: np.ndarray,
+              alpha: float, prev: tuple) -> tuple:
+        """Draw side ``s``'s column ``f`` (its linear weights when ``linear``), one-hot block
+        then implicit block, in one pass over the rows that also brings them up to date with
+        the ``prev`` side's draws; returns this side's draws, for the next pass to take."""
+        kind, mus, lams = ("w", self.mu_w, self.lam_w) if linear else ("v", self.mu_v[:, f], self.lam_v[:, f])
+        col = 0 if linear else f
+        grouped, scatter, chunks_draw, implicit, _ = K.DRAWS[linear, len(self.sides) == 3]
+        st = np.empty((s.n, 8))  # the entities' caches (prizenet.kernels.numba.bfm)
+        other = [(R.ents[b], PT[b, f]) for b in range(len(self.sides)) if b != a]
+        others = (*other[0], *other[-1])  # one other side: the same one twice (the kernels read it once)
+        before = R.zeros if linear else PT[a, f].copy()
+        table = getattr(self, f"{kind}_{s.name}").numpy()
+        table = table[:, None] if linear else table
+        g = self.blocks.index(s.name)
+        draw = (s.norm if s.implicit else R.ones, table, col, float(lams[g]), float(mus[g]), alpha,
+                rng.standard_normal(s.n), st)
+        if a == 0:
+            grouped(R.indptr, e, prev, others, before, *draw)
+        else:
+            scatter(R.ents[a], e, prev, others, R.buf[a])
+            chunks_draw(R.buf[a], before, *draw)
+        if s.implicit:
+            g = self.blocks.index(s.implicit)
+            table = getattr(self, f"{kind}_{s.implicit}").numpy()
+            implicit(s.tindptr, s.tents, table[:, None] if linear else table, col, float(lams[g]), float(mus[g]),
+                     alpha, rng.standard_normal(len(s.tindptr) - 1), st)
+        dA = st[:, K.DA].copy()
+        if linear:
+            dB = R.zeros
+        else:
+            PT[a, f, :s.n] = st[:, K.P]
+            dB = st[:, K.P] - before[:s.n]
+        return (R.ents[a], dA, dB, *others)
+
+    def _hyper(self, rng, theta: np.ndarray, mu: torch.Tensor, lam: torch.Tensor) -> None:
+        """λ ~ Gamma((alpha_0 + n)/2, rate (beta_0 + Σ(θ − μ)²)/2), then μ ~ N((gamma_0·mu_0
+        + Σθ)/(gamma_0 + n), 1/(λ·(gamma_0 + n))), for each column of ``theta`` (n × cols)."""
+        n = theta.shape[0]
+        m = mu.numpy()
+        new_lam = rng.gamma((self.alpha_0 + n) / 2, 2 / (self.beta_0 + ((theta - m) ** 2).sum(0)))
+        prec = new_lam * (self.gamma_0 + n)
+        new_mu = (self.gamma_0 * self.mu_0 + theta.sum(0)) / (self.gamma_0 + n) + rng.standard_normal(len(m)) / np.sqrt(prec)
+        lam.copy_(torch.from_numpy(new_lam))
+        mu.copy_(torch.from_numpy(new_mu))
+
+
+def _norm(indptr: np.ndarray) -> np.ndarray:
+    return 1.0 / np.sqrt(np.maximum(np.diff(indptr), 1)).astype(np.float64)

@@ -1,0 +1,345 @@
+"""The Bayesian factorization machine's Gibbs sampler (prizenet.models.bfm) against a dense
+factorization machine computed directly: r̂ = w0 + Xw + ½Σ_f ((XV)_f² − (X²)(V²)_f)."""
+
+import numpy as np
+import pytest
+import torch
+
+from prizenet.data import Batch
+from prizenet.models.bfm import FEATURES, BayesianFM
+
+U, I, D = 7, 5, 3
+
+
+def problem(seed=0, n=30, cold_user=None):
+    """A tiny rating set: (user, item, day, rating) with every pair distinct; N(u) also
+    holds one extra (probe-like) pair per user; watch those extra pairs."""
+    g = np.random.default_rng(seed)
+    pairs = g.permutation(U * I)[: n + U]
+    user, item = pairs // I, pairs % I
+    if cold_user is not None:  # no training ratings, only watched pairs
+        keep = user != cold_user
+        user, item = user[keep], item[keep]
+    day = g.integers(0, D, len(user))
+    rating = g.integers(1, 6, len(user)).astype(np.float32)
+    train, watch = np.arange(len(user)) >= U, np.arange(len(user)) < U
+    if cold_user is not None:
+        extra = np.arange(I)
+        user = np.concatenate([user, np.full(I, cold_user)])
+        item = np.concatenate([item, extra])
+        day = np.concatenate([day, g.integers(0, D, I)])
+        rating = np.concatenate([rating, np.zeros(I, np.float32)])
+        train = np.concatenate([train, np.zeros(I, bool)])
+        watch = np.concatenate([watch, np.ones(I, bool)])
+    order = np.lexsort((item, user))
+    nu_indptr = np.concatenate([[0], np.cumsum(np.bincount(user, minlength=U))])
+    nu_items = item[order]
+    return dict(user=user, item=item, day=day, rating=rating, train=train, watch=watch, nu_indptr=nu_indptr,
+                nu_items=nu_items)
+
+
+def make(p, seed=0, **kw):
+    torch.manual_seed(seed)
+    w = p["watch"]
+    kw.setdefault("features", "timesvdpp_flipped")
+    kw.setdefault("n_factors", 2)
+    return BayesianFM(U, I, D, 3.0, p["nu_indptr"], p["nu_items"], p["user"][w], p["item"][w], p["day"][w], **kw)
+
+
+def batch(p, rows=None):
+    rows = p["train"] if rows is None else rows
+    t = lambda a: torch.from_numpy(np.asarray(a)[rows]).long()  # noqa: E731
+    return Batch(user=t(p["user"]), item=t(p["item"]), day=t(p["day"]),
+                 rating=torch.from_numpy(p["rating"][rows]))
+
+
+def design(m: BayesianFM, p, rows):
+    """The dense feature matrix X of ``rows``, columns in the model's block order."""
+    cols = []
+    u, i, t = p["user"][rows], p["item"][rows], p["day"][rows]
+    nu_ind, nu = p["nu_indptr"], p["nu_items"]
+    for b in m.blocks:
+        if b == "user":
+            x = np.eye(U)[u]
+        elif b == "item":
+            x = np.eye(I)[i]
+        elif b == "day":
+            x = np.eye(D)[t]
+        elif b == "nu":
+            x = np.zeros((len(u), I))
+            for r, uu in enumerate(u):
+                js = nu[nu_ind[uu]:nu_ind[uu + 1]]
+                x[r, js] = 1 / np.sqrt(max(len(js), 1))
+        else:  # ni: the users who rated or were asked to rate the item
+            x = np.zeros((len(u), U))
+            for r, ii in enumerate(i):
+                ws = [w for w in range(U) if ii in nu[nu_ind[w]:nu_ind[w + 1]]]
+                x[r, ws] = 1 / np.sqrt(max(len(ws), 1))
+        cols.append(x)
+    return np.hstack(cols)
+
+
+def params(m):
+    w = np.concatenate([getattr(m, f"w_{b}").numpy() for b in m.blocks])
+    V = np.concatenate([getattr(m, f"v_{b}").numpy() for b in m.blocks])
+    return w, V
+
+
+def dense_fm(X, w0, w, V):
+    XV = X @ V
+    return w0 + X @ w + 0.5 * ((XV ** 2) - (X ** 2) @ (V ** 2)).sum(1)
+
+
+class Fixed:
+    """A generator stub: every standard normal draw is ``z``."""
+
+    def __init__(self, z):
+        self.z = z
+
+    def standard_normal(self, n=None):
+        return self.z if n is None else np.full(n, self.z)
+
+
+@pytest.mark.parametrize("features", list(FEATURES))
+def test_relational_sums_equal_the_dense_fm(features):
+    p = problem()
+    m = make(p, features=features, n_factors=3)
+    for b in m.blocks:  # non-zero linear weights too
+        getattr(m, f"w_{b}").normal_()
+    rows = np.arange(len(p["user"]))
+    X = design(m, p, rows)
+    want = dense_fm(X, float(m.w0), *params(m))
+    got = m(batch(p, rows)).double().numpy()
+    np.testing.assert_allclose(got, want, rtol=1e-5)  # forward returns float32
+    ents = np.stack([p[s.name][rows] for s in m.sides]).astype(np.int32)
+    np.testing.assert_allclose(m._predict(ents), want, rtol=1e-12, atol=1e-12)
+
+
+def brute_force_draws(m, p, linear, f, z, alpha):
+    """Each parameter of the sweep's phase drawn in turn from its conditional found by
+    brute force: the log posterior is quadratic in one parameter, so three evaluations of
+    the dense FM give its precision and mean."""
+    rows = np.flatnonzero(p["train"])
+    X, y = design(m, p, rows), p["rating"][rows].astype(np.float64)
+    w, V = params(m)
+    mu, lam = (m.mu_w.numpy(), m.lam_w.numpy()) if linear else (m.mu_v[:, f].numpy(), m.lam_v[:, f].numpy())
+    offset = np.cumsum([0] + [len(getattr(m, f"w_{b}")) for b in m.blocks])
+    for s in m.sides:
+        for b in [s.name] + ([s.implicit] if s.implicit else []):
+            g = m.blocks.index(b)
+            for j in range(offset[g], offset[g + 1]):
+                def logpost(theta):
+                    ww, VV = w.copy(), V.copy()
+                    (ww if linear else VV[:, f])[j] = theta
+                    r = y - dense_fm(X, float(m.w0), ww, VV)
+                    return -0.5 * alpha * r @ r - 0.5 * lam[g] * (theta - mu[g]) ** 2
+                a, b0, c = logpost(-1.0), logpost(0.0), logpost(1.0)
+                prec = -(a - 2 * b0 + c)
+                mean = (c - a) / 2 / prec
+                (w if linear else V[:, f])[j] = mean + z / np.sqrt(prec)
+    return w, V
+
+
+@pytest.mark.parametrize("features", ["mf", "svdpp", "timesvdpp_flipped"])
+@pytest.mark.parametrize("linear", [True, False])
+@pytest.mark.parametrize("z", [0.0, 1.0])  # z = 0: the conditional mean; z = 1: mean + its sd
+def test_each_conditional_equals_the_brute_force_posterior(features, linear, z):
+    p = problem(1)
+    m = make(p, features=features, n_factors=2)
+    g = torch.Generator().manual_seed(3)
+    for b in m.blocks:
+        getattr(m, f"w_{b}").normal_(generator=g)
+    m.mu_w.normal_(generator=g), m.mu_v.normal_(generator=g)
+    m.lam_w.uniform_(0.5, 2.0, generator=g), m.lam_v.uniform_(0.5, 2.0, generator=g)
+    alpha, f = 1.7, 1
+    want_w, want_V = brute_force_draws(m, p, linear, f, z, alpha)
+
+    b = batch(p)
+    from prizenet.kernels.numba import bfm as K
+    from prizenet.models.bfm import _Rows
+    R = m._rows = _Rows(b, m.sides)
+    e = R.y - m._predict(R.ents)
+    _, P = m._side_sums()
+    PT = np.ascontiguousarray(P.transpose(0, 2, 1))
+    prev = R.none
+    for a, s in enumerate(m.sides):
+        prev = m._draw(Fixed(z), R, a, s, e, f, linear, PT, alpha, prev)
+    K.DRAWS[False, len(m.sides) == 3][4](e, prev)
+    got_w, got_V = params(m)
+    np.testing.assert_allclose(got_w, want_w, rtol=1e-9, atol=1e-10)
+    np.testing.assert_allclose(got_V, want_V, rtol=1e-9, atol=1e-10)
+    # the residuals kept up to date on the way equal those of the new parameters
+    np.testing.assert_allclose(e, R.y - m._predict(R.ents), atol=1e-10)
+
+
+class Mean:
+    """A generator stub that draws each distribution's mean."""
+
+    def gamma(self, shape, scale):
+        return shape * scale
+
+    def standard_normal(self, n=None):
+        return 0.0 if n is None else np.zeros(n)
+
+
+def test_hyper_parameters_follow_their_normal_gamma_conditionals():
+    p = problem()
+    m = make(p, alpha_0=2.0, beta_0=3.0, gamma_0=4.0, mu_0=0.5)
+    theta = np.random.default_rng(0).normal(size=(9, 2))
+    mu, lam = torch.tensor([0.2, -0.1], dtype=torch.float64), torch.zeros(2, dtype=torch.float64)
+    m._hyper(Mean(), theta, mu, lam)
+    # Gamma((alpha_0 + n)/2, rate (beta_0 + Σ(θ − μ_old)²)/2) has mean (alpha_0 + n) / (beta_0 + Σ(θ − μ_old)²)
+    want_lam = (2.0 + 9) / (3.0 + ((theta - [0.2, -0.1]) ** 2).sum(0))
+    np.testing.assert_allclose(lam.numpy(), want_lam)
+    np.testing.assert_allclose(mu.numpy(), (4.0 * 0.5 + theta.sum(0)) / (4.0 + 9))
+
+
+def test_noise_precision_and_w0_follow_their_conditionals(monkeypatch):
+    p = problem()
+    m = make(p, features="mf", alpha_0=2.0, beta_0=3.0, reg_0=5.0)
+    b = batch(p)
+    y = b.rating.double().numpy()
+    e = y - m._predict(np.stack([b.user.numpy(), b.item.numpy()]).astype(np.int32))
+    n = len(y)
+    monkeypatch.setattr(m, "_generator", lambda: Mean())
+    m.sweep(b)
+    alpha = (2.0 + n) / (3.0 + e @ e)
+    assert float(m.alpha) == pytest.approx(alpha, rel=1e-5)
+    w0 = alpha * (e.sum() + n * 3.0) / (alpha * n + 5.0)
+    # w0 is drawn first, given the initial parameters, and not moved after
+    assert float(m.w0) == pytest.approx(w0, rel=1e-9)
+
+
+def run(m, b, n):
+    return [float(m.sweep(b)) for _ in range(n)]
+
+
+def test_probe_predictions_are_the_running_average_of_the_kept_samples():
+    p = problem(2)
+    m = make(p, burn_in=2)
+    b = batch(p)
+    wb = batch(p, p["watch"])
+    samples = []
+    for _ in range(6):
+        m.sweep(b)
+        m.train()
+        samples.append(m(wb).double().numpy())
+    m.eval()
+    np.testing.assert_allclose(m(wb).double().numpy(), np.mean(samples[2:], 0), rtol=1e-5)
+    assert int(m.n_kept) == 4
+    m.train()  # in training mode the current sample
+    np.testing.assert_allclose(m(wb).double().numpy(), samples[-1], rtol=1e-6)
+
+
+def test_a_chain_resumed_mid_way_equals_the_unbroken_chain():
+    p = problem(3)
+    b = batch(p)
+    whole = make(p, seed=0)
+    run(whole, b, 6)
+    half = make(p, seed=0)
+    run(half, b, 3)
+    state = {k: v.clone() for k, v in half.state_dict().items()}
+    resumed = make(p, seed=99)  # another init: everything comes from the checkpoint
+    resumed.load_state_dict(state)
+    run(resumed, b, 3)
+    for k, v in whole.state_dict().items():
+        torch.testing.assert_close(resumed.state_dict()[k], v, rtol=0, atol=0, msg=k)
+    whole.eval(), resumed.eval()
+    wb = batch(p, p["watch"])
+    assert torch.equal(whole(wb), resumed(wb))
+
+
+DEFAULT_SWEEPS = 6
+
+
+@pytest.mark.parametrize("change", [dict(n_factors=3), dict(features="svdpp"), dict(burn_in=1),
+                                    dict(init_std=1.0), dict(alpha_0=50.0), dict(beta_0=50.0),
+                                    dict(gamma_0=50.0), dict(mu_0=1.0), dict(reg_0=1e4)])
+def test_every_hyper_parameter_changes_the_result(change):
+    p = problem(4)
+    b, wb = batch(p), batch(p, p["watch"])
+    preds = []
+    for kw in ({}, change):
+        m = make(p, seed=0, **kw)
+        run(m, b, DEFAULT_SWEEPS)
+        m.eval()
+        preds.append(m(wb).double().numpy())
+    assert np.abs(preds[0] - preds[1]).max() > 1e-3, change
+
+
+def planted(seed=0, users=300, items=120, k=3, density=0.3, sigma=0.3):
+    g = np.random.default_rng(seed)
+    P, Q = g.normal(0, 0.6, (users, k)), g.normal(0, 0.6, (items, k))
+    bu, bi = g.normal(0, 0.3, users), g.normal(0, 0.3, items)
+    mask = g.random((users, items)) < density
+    user, item = np.nonzero(mask)
+    truth = 3.5 + bu[user] + bi[item] + (P[user] * Q[item]).sum(1)
+    rating = truth + g.normal(0, sigma, len(user))
+    test = g.random(len(user)) < 0.1
+    order = np.lexsort((item, user))
+    nu_indptr = np.concatenate([[0], np.cumsum(np.bincount(user, minlength=users))])
+    return user, item, rating.astype(np.float32), truth, test, nu_indptr, item[order]
+
+
+def test_a_chain_on_planted_factors_recovers_them():
+    user, item, rating, truth, test, nu_indptr, nu_items = planted()
+    torch.manual_seed(0)
+    zero = np.zeros(test.sum(), np.int64)
+    m = BayesianFM(300, 120, 1, 3.5, nu_indptr, nu_items, user[test], item[test], zero, n_factors=3, features="mf")
+    tr = ~test
+    b = Batch(user=torch.from_numpy(user[tr]).long(), item=torch.from_numpy(item[tr]).long(),
+              day=torch.zeros(tr.sum(), dtype=torch.long), rating=torch.from_numpy(rating[tr]))
+    run(m, b, 60)
+    m.eval()
+    pred = m(Batch(user=torch.from_numpy(user[test]).long(), item=torch.from_numpy(item[test]).long(),
+                   day=torch.from_numpy(zero), rating=torch.zeros(test.sum()))).double().numpy()
+    # the planted r̂ (without noise) is recovered to well under the noise (0.3) ...
+    err = np.sqrt(np.mean((pred - truth[test]) ** 2))
+    assert err < 0.15, err
+    # ... and so is the noise: the sampled precision α is about 1/0.3²
+    assert 1 / np.sqrt(float(m.alpha)) == pytest.approx(0.3, rel=0.15)
+    # while the prior-mean model (every rating predicted by the mean) is far off
+    assert np.sqrt(np.mean((rating[tr].mean() - truth[test]) ** 2)) > 3 * err
+
+
+def test_a_cold_user_falls_back_to_what_the_items_carry():
+    """A user with no training rating keeps prior draws: averaged over samples, its
+    predictions follow the items' effects, not noise."""
+    user, item, rating, truth, test, nu_indptr, nu_items = planted(1)
+    cold = user == 0
+    watch_items = np.arange(120)
+    torch.manual_seed(0)
+    m = BayesianFM(300, 120, 1, 3.5, nu_indptr, nu_items, np.zeros(120, np.int64), watch_items,
+                   np.zeros(120, np.int64), n_factors=3, features="mf")
+    tr = ~cold
+    b = Batch(user=torch.from_numpy(user[tr]).long(), item=torch.from_numpy(item[tr]).long(),
+              day=torch.zeros(tr.sum(), dtype=torch.long), rating=torch.from_numpy(rating[tr]))
+    run(m, b, 40)
+    m.eval()
+    pred = m(Batch(user=torch.zeros(120, dtype=torch.long), item=torch.from_numpy(watch_items).long(),
+                   day=torch.zeros(120, dtype=torch.long), rating=torch.zeros(120))).double().numpy()
+    item_mean = np.bincount(item[tr], weights=rating[tr], minlength=120) / np.bincount(item[tr], minlength=120)
+    assert np.all(np.isfinite(pred))
+    assert np.corrcoef(pred, item_mean)[0, 1] > 0.9
+    assert np.abs(pred - item_mean).mean() < 0.25
+
+
+
+def test_a_chain_does_not_depend_on_the_thread_count():
+    """The parallel draws split entities between threads, each entity's sums taken by one
+    thread in row order: one thread and all cores give the same chain, bit for bit."""
+    import numba
+
+    p = problem(5)
+    b = batch(p)
+    states = []
+    try:
+        for threads in (1, numba.config.NUMBA_NUM_THREADS):
+            numba.set_num_threads(threads)
+            m = make(p, seed=0)
+            run(m, b, 4)
+            states.append(m.state_dict())
+    finally:
+        numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+    for k, v in states[0].items():
+        assert torch.equal(v, states[1][k]), k

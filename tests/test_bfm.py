@@ -343,3 +343,20 @@ def test_a_chain_does_not_depend_on_the_thread_count():
         numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
     for k, v in states[0].items():
         assert torch.equal(v, states[1][k]), k
+
+
+def test_repeated_pairs_in_n_u_count_once():
+    """N(u) is a set: a pair given twice (or out of order) is the same feature, once."""
+    p = problem(6)
+    m = make(p)
+    twice = dict(p)
+    ind, items = p["nu_indptr"], p["nu_items"]
+    rows = [np.concatenate([items[a:b], items[a:b][::-1]]) for a, b in zip(ind[:-1], ind[1:])]
+    twice["nu_items"] = np.concatenate(rows)
+    twice["nu_indptr"] = np.concatenate([[0], np.cumsum([len(r) for r in rows])])
+    m2 = make(twice)
+    rows = np.arange(len(p["user"]))
+    assert torch.equal(m(batch(p, rows)), m2(batch(p, rows)))
+    for a, b in zip(m.sides, m2.sides):
+        if a.implicit:
+            assert np.array_equal(a.tents, b.tents) and np.array_equal(a.norm, b.norm)

@@ -245,3 +245,12 @@ def test_prize_layout_real_data_writes_a_submission(tmp_path):
     assert out.returncode == 0, out.stderr
     movie, pred = read_submission(tmp_path / "submission.txt")
     assert len(pred) == 17_901 and np.isfinite(pred).all() and (pred >= 1).all() and (pred <= 5).all()
+
+
+def test_a_model_is_refused_on_a_device_it_cannot_train_on_before_the_data_loads(tmp_path):
+    # bfm samples on the CPU only; "meta" stands for any other device (this machine has no GPU)
+    r = run_cli(*QUIET, "model=bfm", "trainer.device=meta", "data=netflix", "data.root=/nonexistent",
+                f"hydra.run.dir={tmp_path}")
+    assert r.returncode == 2, r.stderr
+    assert "BayesianFM trains on cpu only, not meta; use trainer.device=cpu" in r.stdout + r.stderr
+    assert not (tmp_path / ".hydra").exists()  # refused before anything was written

@@ -136,6 +136,11 @@ class BayesianFM(RatingModel):
         if use_nu or use_ni:
             nu_indptr, nu_items = np.asarray(nu_indptr, np.int64), np.asarray(nu_items, np.int64)
             owner = np.repeat(np.arange(n_users), np.diff(nu_indptr))
+            key = owner * n_items + nu_items
+            if len(key) and not (np.diff(key) > 0).all():  # N(u) is a set: each pair once, in order
+                key = np.unique(key)
+                owner, nu_items = key // n_items, key % n_items
+                nu_indptr = np.concatenate([[0], np.cumsum(np.bincount(owner, minlength=n_users))]).astype(np.int64)
             order = np.argsort(nu_items, kind="stable")
             ni_indptr = np.concatenate([[0], np.cumsum(np.bincount(nu_items, minlength=n_items))]).astype(np.int64)
             ni_users = owner[order]
@@ -238,7 +243,8 @@ class BayesianFM(RatingModel):
             self._rows = _Rows(batch, self.sides)
         R = self._rows
         rng = self._generator()
-        e = R.y - self._predict(R.ents)
+        sums = self._side_sums()
+        e = R.y - self._predict(R.ents, sums)
         n = len(e)
         alpha = rng.gamma((self.alpha_0 + n) / 2, 2 / (self.beta_0 + e @ e))
         prec = alpha * n + self.reg_0
@@ -256,8 +262,7 @@ class BayesianFM(RatingModel):
             prev = self._draw(rng, R, a, s, e, 0, True, PT, alpha, prev)
         for g, b in enumerate(self.blocks):
             self._hyper(rng, getattr(self, f"v_{b}").numpy(), self.mu_v[g], self.lam_v[g])
-        _, P = self._side_sums()
-        PT[:] = P.transpose(0, 2, 1)  # sides × k × entities: one factor's column contiguous
+        PT[:] = sums[1].transpose(0, 2, 1)  # P (the factors have not moved yet); one factor's column contiguous
         for f in range(self.k):
             for a, s in enumerate(self.sides):
                 prev = self._draw(rng, R, a, s, e, f, False, PT, alpha, prev)

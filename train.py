@@ -77,11 +77,14 @@ def train(cfg: DictConfig, out: Path, hydra_cfg: DictConfig | None = None) -> di
     check_config(cfg)  # every setting, before anything is loaded or written
     tc = cfg.trainer
     device = pick_device(tc.device)
+    cls = get_class(cfg.model._target_)
+    if cls.devices is not None and device.type not in cls.devices:  # a model that trains on some devices only
+        if tc.device != "auto":
+            raise kernels.BackendError(f"{cls.__name__} trains on {', '.join(cls.devices)} only, not {device}; "
+                                       f"use trainer.device={cls.devices[0]}")
+        log.info("%s trains on %s only: device %s", cls.__name__, ", ".join(cls.devices), cls.devices[0])
+        device = torch.device(cls.devices[0])
     kernels.choose(tc.kernel, device)  # a backend that cannot run on the device fails here, before the data loads
-    devices = get_class(cfg.model._target_).devices
-    if devices is not None and device.type not in devices:
-        raise kernels.BackendError(f"{get_class(cfg.model._target_).__name__} trains on {', '.join(devices)} only, "
-                                   f"not {device}; use trainer.device={devices[0]}")
     if tc.precision == "bf16" and device.type != "cuda":
         log.warning("trainer.precision=bf16 applies on CUDA only; training in fp32 on %s", device)
     ckpt = out / "checkpoints"

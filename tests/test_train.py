@@ -254,3 +254,11 @@ def test_a_model_is_refused_on_a_device_it_cannot_train_on_before_the_data_loads
     assert r.returncode == 2, r.stderr
     assert "BayesianFM trains on cpu only, not meta; use trainer.device=cpu" in r.stdout + r.stderr
     assert not (tmp_path / ".hydra").exists()  # refused before anything was written
+
+
+def test_auto_picks_a_device_the_model_trains_on(tmp_path, monkeypatch):
+    # On a GPU machine trainer.device=auto is cuda; bfm samples on the CPU: auto takes the CPU for it
+    # ("meta" stands for the GPU this machine lacks).
+    monkeypatch.setattr(train, "pick_device", lambda name: torch.device("meta"))
+    m, _ = fit(tmp_path, "model=bfm", "model.n_factors=2", "trainer.n_epochs=2", "trainer.final_fit=false")
+    assert m["device"] == "cpu" and np.isfinite(m["probe_rmse"])

@@ -15,7 +15,8 @@ and Rendle, Zhang & Koren 2019 do):
     day     one-hot day of the rating                  1           timesvd, timesvdpp, timesvdpp_flipped
 
 N(u) and N(i) come from every known pair (training, probe and qualifying), as the data
-layer's N(u) always does. ``mf`` is Bayesian biased MF; ``svdpp`` is SVD++'s model (a user is
+layer's N(u) always does; they are sets (a pair given twice counts once: the conditionals'
+algebra assumes it). ``mf`` is Bayesian biased MF; ``svdpp`` is SVD++'s model (a user is
 p_u + |N(u)|^-½ Σ y_j); ``timesvdpp_flipped`` was the best model on MovieLens-10M in
 Rendle et al. 2019. All pairs of features interact, inside a block too (myFM's model): the
 pairs within a user's own features add a user constant, those across a rating's user, item

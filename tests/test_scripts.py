@@ -57,3 +57,20 @@ def test_bench_gpu_dry_runs_the_whole_flow_on_cpu(tmp_path):
         assert abs(r["probe_rmse_gap"]) <= 0.002
     assert all(r["seconds"] > 0 and r["floor_seconds"] > 0 for r in report["epochs"])
     assert report["versions"]["triton_interpreter"] and "Triton vs the CPU kernel" in out.stdout
+
+
+def test_bench_bfm_runs_both_of_its_modes_tiny(tmp_path):
+    from conftest import shared
+
+    root = shared("prize/ml1m-half")
+    out = run("scripts/bench_bfm.py", "--root", root, "--sets", "mf:3,timesvdpp_flipped:3", "--rank", "2", "--no-myfm",
+              "--markdown")
+    assert out.returncode == 0, out.stderr[-3000:]
+    report = json.loads(out.stdout[: out.stdout.index("\n|")])
+    assert [r["features"] for r in report["runs"]] == ["mf", "timesvdpp_flipped"]
+    assert all(0.8 < r["probe_rmse"] < 1.2 and r["fit_seconds"] > 0 for r in report["runs"])
+    out = run("scripts/bench_bfm.py", "--netflix", "--ratings", "20000", "--ranks", "2", "--sweeps", "1")
+    assert out.returncode == 0, out.stderr[-3000:]
+    sweeps = json.loads(out.stdout)["sweeps"]
+    assert set(sweeps) == {"mf, rank 2", "timesvdpp_flipped, rank 2"}
+    assert all(v["seconds"][0] > 0 for v in sweeps.values())

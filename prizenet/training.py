@@ -86,10 +86,10 @@ class SweepEpochs:
 
     def __init__(self, model: RatingModel, data: PrizeData, rows: np.ndarray, device, threads: int = 0):
         self.model = model
-        if threads > 0:  # the compiled sweeps' threads (numba); 0: all cores. Their results do not depend on it
-            import numba
+        import numba  # the compiled sweeps' threads; 0: all cores (their results do not depend on it)
 
-            numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+        most = numba.config.NUMBA_NUM_THREADS
+        numba.set_num_threads(min(threads, most) if threads > 0 else most)
         user, item, day = (torch.from_numpy(a[rows]).to(device).long() for a in (data.user, data.item, data.day))
         self.batch = Batch(user=user, item=item, day=day,
                            rating=torch.from_numpy(data.rating_x2[rows]).to(device).float() * 0.5)

@@ -244,7 +244,7 @@ class BayesianFM(RatingModel):
             self._rows = _Rows(batch, self.sides)
         R = self._rows
         rng = self._generator()
-        sums = self._side_sums()
+        sums = self._sample if self._sample is not None else self._side_sums()  # (kept from the last sweep's end)
         e = R.y - self._predict(R.ents, sums)
         n = len(e)
         alpha = rng.gamma((self.alpha_0 + n) / 2, 2 / (self.beta_0 + e @ e))
@@ -270,10 +270,10 @@ class BayesianFM(RatingModel):
         K.DRAWS[False, len(self.sides) == 3][4](e, prev)
 
         self.n_sweeps += 1
-        self._sample = None
+        self._sample = self._side_sums()  # the new sample's, for the watched pairs, forward and the next sweep
         if int(self.n_sweeps) > self.burn_in and len(self._watch_keys):
             self.n_kept += 1
-            self.avg += (torch.from_numpy(self._predict(self._watch_ents)) - self.avg) / int(self.n_kept)
+            self.avg += (torch.from_numpy(self._predict(self._watch_ents, self._sample)) - self.avg) / int(self.n_kept)
         return torch.tensor(float(e @ e), dtype=torch.float64)
 
     def _generator(self) -> np.random.Generator:

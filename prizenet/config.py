@@ -15,7 +15,8 @@ Two layers, each default still living in its yaml:
 Every error is a :class:`ConfigError` that names the key, the value given and what is
 allowed.
 
-Also here: the ``prizenet.uid`` resolver that makes run folders unique
+Also here: where the configs are (:func:`config_dir`: the checkout's top-level ``conf/``,
+or the copy an installed wheel holds as ``prizenet/conf``) and the ``prizenet.uid`` resolver that makes run folders unique
 (``conf/config.yaml``): two runs started in the same second get different folders.
 """
 
@@ -27,6 +28,7 @@ import secrets
 import types
 import typing
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal, Optional
 
 from hydra.core.config_store import ConfigStore
@@ -35,6 +37,18 @@ from omegaconf import MISSING, OmegaConf
 
 class ConfigError(ValueError):
     """A setting out of range, of the wrong type, or unknown: names the key and what is allowed."""
+
+
+def config_dir() -> Path:
+    """The ``conf/`` folder: the wheel ships the repository's top-level ``conf/`` inside the
+    package as ``prizenet/conf`` (pyproject.toml's package-dir); a checkout (or an editable
+    install) reads the top-level folder itself."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "conf", here.parent / "conf"):
+        if (candidate / "config.yaml").is_file():
+            return candidate
+    raise FileNotFoundError(f"prizenet's configs are missing: neither {here / 'conf'} nor {here.parent / 'conf'} "
+                            f"holds config.yaml (a broken install: reinstall prizenet)")
 
 
 # -- run folders -------------------------------------------------------------------------

@@ -122,7 +122,7 @@ def test_blend_says_where_the_runs_data_is_missing(sweep, tmp_path, monkeypatch,
     cfg.write_text(cfg.read_text().replace("root: ", "root: ./nowhere"))  # as a relative root seen from elsewhere
     assert blend_script.main([str(moved), "--out", str(tmp_path / "b")]) == 2
     err = capsys.readouterr().err
-    assert "loading the data of" in err and "no such folder" in err and "run blend.py where train.py ran" in err
+    assert "loading the data of" in err and "no such folder" in err and "run the blend where train.py ran" in err
 
 
 def test_blend_names_a_folder_without_runs(tmp_path, capsys):

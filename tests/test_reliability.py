@@ -64,7 +64,7 @@ def test_a_checkpoint_of_something_else_is_named(tmp_path):
 
 
 def test_a_crafted_run_folder_runs_no_code_in_blend(tmp_path, capsys):
-    from scripts import blend
+    from prizenet.cli import blend
 
     good = tmp_path / "good"
     train.train(config(), good)
@@ -246,7 +246,7 @@ def test_the_blended_runs_still_blend_after_the_checks(tmp_path):
     a, b = tmp_path / "a", tmp_path / "b"
     train.train(config("model=baseline"), a)
     train.train(config(), b)
-    from scripts import blend
+    from prizenet.cli import blend
 
     assert blend.main([str(a), str(b), "--out", str(tmp_path / "blend")]) == 0
     assert np.isfinite(np.load(tmp_path / "blend" / "predictions" / "qualifying.npy")).all()
@@ -257,7 +257,7 @@ from prizenet.data import DataFormatError, load_prize  # noqa: E402
 
 
 def test_make_synthetic_refuses_a_folder_in_use_and_force_replaces_it(tmp_path, capsys):
-    from scripts import make_synthetic
+    from prizenet.cli import synthetic as make_synthetic
 
     out = tmp_path / "syn"
     args = ["--out", str(out), "--users", "200", "--items", "40", "--ratings", "2000"]
@@ -271,7 +271,7 @@ def test_make_synthetic_refuses_a_folder_in_use_and_force_replaces_it(tmp_path, 
 
 
 def test_leaderboard_gives_each_dataset_its_own_table(tmp_path, capsys):
-    from scripts import leaderboard
+    from prizenet.cli import leaderboard
 
     train.train(config(), tmp_path / "a")
     train.train(config("data.users=350"), tmp_path / "b")
@@ -321,7 +321,7 @@ def test_score_checks_the_answer_key_first(judged, edit, message):
 
 
 def test_score_clips_predictions_to_the_scale_and_says_so(judged, capsys):
-    from scripts import score as score_script
+    from prizenet.cli import score as score_script
 
     sub, lines, key = judged
     key.write_text("\n".join(lines) + "\n")
@@ -516,7 +516,7 @@ def test_string_user_ids_train_end_to_end(tmp_path):
 
 
 def test_blend_checks_its_inputs_before_any_work(tmp_path, capsys):
-    from scripts import blend
+    from prizenet.cli import blend
 
     a, b = tmp_path / "a", tmp_path / "b"
     train.train(config("model=baseline"), a)

@@ -14,6 +14,7 @@ import torch
 from hydra import compose, initialize_config_dir
 
 import train
+from prizenet import run
 from prizenet.data import read_submission
 from prizenet.data.submission import check_against
 from conftest import shared
@@ -65,7 +66,7 @@ def test_pinned_training_curve(tmp_path, model):
 
 def test_outputs_are_present_and_well_formed(tmp_path):
     m, out = fit(tmp_path, "trainer.n_epochs=3", "trainer.histograms=true")
-    data = train.instantiate(config().data)
+    data = run.instantiate(config().data)
     probe = np.load(out / "predictions" / "probe.npy")
     qual = np.load(out / "predictions" / "qualifying.npy")
     assert probe.dtype == np.float32 and probe.shape == (len(data.probe_rows),)
@@ -170,7 +171,7 @@ def test_unseen_users_and_items_fall_back_to_biases(tmp_path, synthetic):
     m, out = fit(tmp_path, "data=netflix", f"data.root={synthetic}", "trainer.n_epochs=2")
     qual = np.load(out / "predictions" / "qualifying.npy")
     movie, pred = read_submission(out / "submission.txt")
-    data = train.instantiate(config("data=netflix", f"data.root={synthetic}").data)
+    data = run.instantiate(config("data=netflix", f"data.root={synthetic}").data)
     new_item = data.item_ids[data.qual_item] == 99999
     new_user = data.user_ids[data.qual_user] == 7777777
     assert new_item.sum() == 2 and new_user.sum() == 1
@@ -259,6 +260,6 @@ def test_a_model_is_refused_on_a_device_it_cannot_train_on_before_the_data_loads
 def test_auto_picks_a_device_the_model_trains_on(tmp_path, monkeypatch):
     # On a GPU machine trainer.device=auto is cuda; bfm samples on the CPU: auto takes the CPU for it
     # ("meta" stands for the GPU this machine lacks).
-    monkeypatch.setattr(train, "pick_device", lambda name: torch.device("meta"))
+    monkeypatch.setattr(run, "pick_device", lambda name: torch.device("meta"))
     m, _ = fit(tmp_path, "model=bfm", "model.n_factors=2", "trainer.n_epochs=2", "trainer.final_fit=false")
     assert m["device"] == "cpu" and np.isfinite(m["probe_rmse"])

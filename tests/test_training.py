@@ -280,17 +280,17 @@ TORCH_PATH = ["baseline", "timebaseline", "svd", "ncf", "svdpp", "timesvdpp", "a
 def test_a_torch_path_epoch_makes_the_host_wait_for_nothing(model):
     from hydra import compose, initialize_config_dir
 
-    import train
+    from prizenet import run
 
     root = Path(__file__).resolve().parents[1]
     with initialize_config_dir(config_dir=str(root / "conf"), version_base="1.3"):
         cfg = compose("config", overrides=[f"model={model}", "data.users=300", "data.items=80", "data.ratings=12000",
                                            "trainer.kernel=torch", "trainer.progress=false", "trainer.threads=1",
                                            "trainer.batch_size=512", *(["model.hidden=16"] if model == "autorec" else [])])
-    data = train.instantiate(cfg.data)
+    data = run.instantiate(cfg.data)
     rows = data.fit_rows(False)
-    m = train.make_model(cfg, data, rows, torch.device("cpu"))
-    kind = train._optimizer(cfg)
+    m = run.make_model(cfg, data, rows, torch.device("cpu"))
+    kind = run._optimizer(cfg)
     from prizenet.optim import RowOptimizer
 
     epochs = epochs_for(m, data, rows, torch.device("cpu"), kind, RowOptimizer(m, kind), cfg.trainer, 0)

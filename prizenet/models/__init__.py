@@ -24,7 +24,57 @@ from .svdpp import SVDpp
 from .timebaseline import TimeBaseline
 from .timesvdpp import TimeSVDpp
 
-__all__ = ["SVD", "AutoRec", "Baseline", "BayesianFM", "NeuMF", "RatingModel", "SVDpp", "TimeBaseline", "TimeSVDpp", "model_inputs"]
+__all__ = ["SVD", "AutoRec", "Baseline", "BayesianFM", "NeuMF", "RatingModel", "SVDpp", "TimeBaseline", "TimeSVDpp",
+           "build_model", "model_class", "model_inputs"]
+
+#: Every model, by the ``_target_`` its yaml names (conf/model/*.yaml).
+MODELS = {f"{cls.__module__}.{cls.__name__}": cls
+          for cls in (AutoRec, Baseline, BayesianFM, NeuMF, SVD, SVDpp, TimeBaseline, TimeSVDpp)}
+
+
+def model_class(target: str, where: str = "the config") -> type[RatingModel]:
+    """The model class a config's ``_target_`` names, looked up in :data:`MODELS` (never
+    imported from the string: a config from someone's run folder can name nothing else)."""
+    if target not in MODELS:
+        raise ValueError(f"{where}: model._target_={target!r} is not one of prizenet's models "
+                         f"({', '.join(sorted(MODELS))})")
+    return MODELS[target]
+
+
+def build_model(cls: type[RatingModel], params: dict, data: PrizeData, rows: np.ndarray,
+                where: str = "the config") -> RatingModel:
+    """A ``cls`` model with the constructor parameters ``params`` (a plain ``model:`` config,
+    ``_target_`` and other ``_`` keys ignored), for training on (or trained on) ``rows``.
+
+    Each parameter must be one of the constructor's, with a plain value; the data's arrays
+    come from :func:`model_inputs`. Users and items without a rating in ``rows`` keep zero
+    factors (``see``): they predict from the biases. The trainer builds its models here
+    (``cls`` from the composed config), and so do :func:`prizenet.load` and
+    :func:`prizenet.load_run` (``cls`` from :func:`model_class`: a saved config is never
+    imported from).
+    """
+    if not isinstance(params, dict):
+        raise ValueError(f"{where}: 'model' must be a mapping, got {type(params).__name__}")
+    signature = inspect.signature(cls).parameters
+    open_ended = any(p.kind is p.VAR_KEYWORD for p in signature.values())  # **baseline: the parent's checks
+    kwargs = {k: v for k, v in params.items() if not k.startswith("_")}
+    for k, v in kwargs.items():
+        if k not in signature and not open_ended:
+            raise ValueError(f"{where}: model.{k} is not a parameter of {cls.__name__}")
+        if not _plain(v):
+            raise ValueError(f"{where}: model.{k} must be a plain value (number, string, list), got {v!r}")
+    try:
+        model = cls(**kwargs, **model_inputs(cls, data, rows))
+    except TypeError as e:  # a parameter the **kwargs chain does not take
+        raise ValueError(f"{where}: {e}") from None
+    model.see(np.bincount(data.user[rows], minlength=data.n_users), np.bincount(data.item[rows], minlength=data.n_items))
+    return model
+
+
+def _plain(value) -> bool:
+    if isinstance(value, (list, tuple)):
+        return all(_plain(v) for v in value)
+    return value is None or isinstance(value, (str, int, float, bool))
 
 
 def model_inputs(target, data: PrizeData, rows: np.ndarray) -> dict:

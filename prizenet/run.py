@@ -24,9 +24,11 @@ from hydra.errors import InstantiationException
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.tensorboard import SummaryWriter
+from tqdm.auto import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 from prizenet import kernels
-from prizenet.config import ConfigError, check_config
+from prizenet.config import ConfigError, check_config, config_dir
 from prizenet.data import DataFormatError, PrizeData, write_submission
 from prizenet.data.prize import CacheError
 from prizenet.models import RatingModel, build_model
@@ -97,11 +99,11 @@ def train(cfg: DictConfig, out: Path, hydra_cfg: DictConfig | None = None, data:
     log.info("data %s: %s ratings, %s users, %s items, %s probe, %s qualifying; device %s",
              data.meta.get("name"), f"{data.n_ratings:,}", f"{data.n_users:,}", f"{data.n_items:,}",
              f"{len(data.probe_rows):,}", f"{len(data.qual_user):,}", device)
+    # Phase 1 logs to tensorboard/, phase 2 to tensorboard/final_fit/ (a run of its own in
+    # TensorBoard, on its own epoch axis, its curves beside phase 1's under the same tags).
     # A resumed run hides the events of epochs after its checkpoint (logged, then lost in a
     # kill before the checkpoint landed), so no epoch appears twice.
-    purge = None
-    if resume is not None:  # TensorBoard steps run on across phases (phase 2 after phase 1's epochs)
-        purge = (len(resume["phase1_history"]) if resume["phase"] == 2 else 0) + resume["epoch"] + 1
+    purge = resume["epoch"] + 1 if resume is not None and resume["phase"] == 1 else None
     writer = SummaryWriter(str(out / "tensorboard"), purge_step=purge)
 
     # Phase 1: train minus probe, probe RMSE each epoch, keep the best epoch.
@@ -118,13 +120,20 @@ def train(cfg: DictConfig, out: Path, hydra_cfg: DictConfig | None = None, data:
     probe_pred = predict(model, data, data.user[probe], data.item[probe], data.day[probe], device, tc.eval_batch_size)
     probe_rmse = rmse(probe_pred, data.probe_rating)
     log.info("phase 1: probe RMSE %.5f at epoch %d", probe_rmse, best["epoch"])
+    under_trained = len(hist1) > 1 and best["epoch"] == hist1[-1]["epoch"] == tc.n_epochs
+    if under_trained:  # still improving when the epochs ran out
+        gain = hist1[-2]["probe_rmse"] - hist1[-1]["probe_rmse"]
+        log.warning("phase 1: the probe RMSE was still falling at the last epoch (%d; %.5f better than the one "
+                    "before): the model is under-trained; raise trainer.n_epochs", tc.n_epochs, gain)
 
     # Phase 2: every training rating, as many epochs as phase 1 found best.
     hist2 = []
     if tc.final_fit:
         p2 = resume if resume is not None and resume["phase"] == 2 else None
-        model, hist2 = fit(cfg, data, data.fit_rows(final_fit=True), 2, best["epoch"], device, writer, ckpt, p2,
-                           hist1=hist1)
+        with SummaryWriter(str(out / "tensorboard" / "final_fit"),
+                           purge_step=p2["epoch"] + 1 if p2 is not None else None) as writer2:
+            model, hist2 = fit(cfg, data, data.fit_rows(final_fit=True), 2, best["epoch"], device, writer2, ckpt, p2,
+                               hist1=hist1)
     qual_pred = predict(model, data, data.qual_user, data.qual_item, data.qual_day, device, tc.eval_batch_size)
 
     for name, pred in (("probe", probe_pred), ("qualifying", qual_pred)):
@@ -143,6 +152,7 @@ def train(cfg: DictConfig, out: Path, hydra_cfg: DictConfig | None = None, data:
         "fit_seconds": {"phase1": fit_seconds[0], "phase2": fit_seconds[1]},
         "ratings_per_s": float(np.median([h["ratings_per_s"] for h in hist1 + hist2])),
         "final_fit": bool(tc.final_fit),
+        "under_trained": under_trained,  # the best probe epoch was the last allowed
         "device": str(device),
         "optimizer": _optimizer(cfg),  # trainer.optimizer, with auto resolved
         "n_ratings": data.n_ratings,
@@ -153,16 +163,53 @@ def train(cfg: DictConfig, out: Path, hydra_cfg: DictConfig | None = None, data:
         metrics["quiz_rmse"] = rmse(qual_pred[quiz], data.qual_rating[quiz])
         metrics["test_rmse"] = rmse(qual_pred[~quiz], data.qual_rating[~quiz])
     write_json(out / "metrics.json", metrics)
-    hparams = flat_hparams(OmegaConf.to_container(cfg.model, resolve=True), "model.")
-    hparams.update(flat_hparams({k: tc[k] for k in ("batch_size", "lr_scale", "lr_decay")}, "trainer."))
-    hparams["trainer.optimizer"] = metrics["optimizer"]
-    hparams["data"] = str(data.meta.get("name"))
-    writer.add_hparams(hparams, {"hparam/probe_rmse": probe_rmse, "hparam/best_epoch": best["epoch"]}, run_name=".")
+    writer.add_hparams(run_hparams(cfg, metrics), {"hparam/probe_rmse": probe_rmse, "hparam/best_epoch": best["epoch"],
+                                                   "hparam/fit_seconds": sum(fit_seconds)}, run_name=".")
     writer.close()
-    log.info("probe RMSE %.5f; outputs in %s", probe_rmse, out)
+    log.info("%s", summary(metrics, out))
     result = RunResult(metrics)
     result.model, result.data = model, data
     return result
+
+
+def run_hparams(cfg: DictConfig, metrics: dict) -> dict:
+    """The run's row in TensorBoard's HParams tab. The tab takes its columns from one run, so
+    every run logs the same columns: the model's short name (its ``conf/model`` file), then
+    every setting any model has (NaN, or "" for text, where this model has none), then the
+    trainer's and the data's."""
+    models = {}
+    for f in sorted((config_dir() / "model").glob("*.yaml")):
+        c = OmegaConf.to_container(OmegaConf.load(f), resolve=False)
+        models[f.stem] = (c.pop("_target_", None), flat_hparams(c, "model."))
+    own = flat_hparams({k: v for k, v in OmegaConf.to_container(cfg.model, resolve=True).items()
+                        if not k.startswith("_")}, "model.")
+    short = next((name for name, (target, _) in models.items() if target == cfg.model._target_), metrics["model"])
+    hp = {"model": short}
+    for key in sorted({k for _, keys in models.values() for k in keys} | set(own)):
+        example = next((keys[key] for _, keys in models.values() if key in keys), own.get(key))
+        hp[key] = own.get(key, "" if isinstance(example, str) else float("nan"))
+    hp.update(flat_hparams({k: cfg.trainer[k] for k in ("n_epochs", "batch_size", "lr_scale", "lr_decay")}, "trainer."))
+    hp.update({"trainer.optimizer": metrics["optimizer"], "data": str(metrics["dataset"]), "seed": int(cfg.seed)})
+    return hp
+
+
+def summary(metrics: dict, out: Path) -> str:
+    """The end-of-run table: what the run reached, where its outputs are, what to run next."""
+    fit_s = metrics["fit_seconds"]
+    lines = [f"run finished: {metrics['model']} on {metrics['dataset']}",
+             f"  probe RMSE   {metrics['probe_rmse']:.5f}  (best epoch {metrics['best_epoch']} of "
+             f"{metrics['epochs_run']} run{'; under-trained: raise trainer.n_epochs' if metrics['under_trained'] else ''})"]
+    if "quiz_rmse" in metrics:
+        lines.append(f"  quiz / test  {metrics['quiz_rmse']:.5f} / {metrics['test_rmse']:.5f}  (the data ships "
+                     f"its answers)")
+    phase2 = f" + {fit_s['phase2']:.3g} s final fit" if metrics["final_fit"] else " (no final fit)"
+    lines += [f"  fit time     {fit_s['phase1']:.3g} s{phase2}, {metrics['ratings_per_s'] / 1e6:.2f}M ratings/s "
+              f"on {metrics['device']}",
+              f"  outputs      {out}/  submission.txt, predictions/, metrics.json, checkpoints/, tensorboard/",
+              f"  next         tensorboard --logdir {out.parent}",
+              f"               prizenet blend {out} OTHER_RUNS...   (runs of the same data)",
+              f"               python -c \"import prizenet; print(prizenet.load_run('{out}').recommend(USER))\""]
+    return "\n".join(lines)
 
 
 def make_model(cfg, data: PrizeData, rows: np.ndarray, device):
@@ -189,10 +236,12 @@ def fit(cfg, data: PrizeData, rows: np.ndarray, phase: int, n_epochs: int, devic
         history, start = resume["history"], resume["epoch"]
         epochs.resume_at(start)
         saver.resume(resume, device)
-    tag = "" if phase == 1 else "final_fit/"
-    step0 = 0 if phase == 1 else len(hist1)  # phase 2 curves continue on the same axis
 
-    with StopAtEpochEnd() as stop:  # Ctrl-C ends the run after the epoch in progress, written to disk
+    # Ctrl-C ends the run after the epoch in progress, written to disk. The bar (terminals
+    # only) counts epochs k/N with the phase's ETA; log lines print above it.
+    bar = tqdm(total=n_epochs, initial=start, unit="epoch", desc=f"phase {phase}", dynamic_ncols=True,
+               disable=None if tc.progress else True)
+    with StopAtEpochEnd() as stop, logging_redirect_tqdm(), bar:
         for epoch in range(start + 1, n_epochs + 1):
             if probe is not None and history and epoch - 1 - _best(history) >= tc.patience:
                 log.info("phase 1: no better probe RMSE for %d epochs; stopping", tc.patience)
@@ -211,17 +260,17 @@ def fit(cfg, data: PrizeData, rows: np.ndarray, phase: int, n_epochs: int, devic
                 h["probe_rmse"] = rmse(predict(model, data, *probe[:3], device, tc.eval_batch_size), probe[3])
             history.append(h)
 
-            step = step0 + epoch
-            writer.add_scalar(f"{tag}train/loss", 0.5 * train_rmse ** 2, step)
-            writer.add_scalar(f"{tag}train/rmse", train_rmse, step)
-            writer.add_scalar(f"{tag}lr", opt.scale, step)
-            writer.add_scalar(f"{tag}throughput/ratings_per_s", h["ratings_per_s"], step)
+            step = epoch
+            writer.add_scalar("train/loss", 0.5 * train_rmse ** 2, step)
+            writer.add_scalar("train/rmse", train_rmse, step)
+            writer.add_scalar("train/lr_scale", opt.scale, step)  # the multiplier of every learning rate
+            writer.add_scalar("throughput/ratings_per_s", h["ratings_per_s"], step)
             if probe is not None:
                 writer.add_scalar("probe/rmse", h["probe_rmse"], step)
             for name, value in model.scalars().items():
-                writer.add_scalar(f"{tag}model/{name}", value, step)
+                writer.add_scalar(f"model/{name}", value, step)
             if tc.histograms:
-                log_histograms(writer, model, step, f"{tag}factors")
+                log_histograms(writer, model, step, "factors")
             log.info("phase %d epoch %d: train RMSE %.5f%s, %.1f s, %s ratings/s", phase, epoch, train_rmse,
                      f", probe RMSE {h['probe_rmse']:.5f}" if probe is not None else "", seconds,
                      f"{h['ratings_per_s']:,.0f}")
@@ -232,6 +281,9 @@ def fit(cfg, data: PrizeData, rows: np.ndarray, phase: int, n_epochs: int, devic
             if probe is not None and _best(history) == epoch:
                 saver.keep_best(state)
             saver.epoch_done(state)
+            bar.set_postfix_str(f"train {train_rmse:.4f}" + (f", probe {h['probe_rmse']:.4f}" if probe is not None else "")
+                                + f", {h['ratings_per_s'] / 1e6:.2f}M ratings/s", refresh=False)
+            bar.update()
             if stop.asked:
                 break
 

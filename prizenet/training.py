@@ -599,4 +599,6 @@ def flat_hparams(cfg: dict, prefix: str = "") -> dict:
             out.update(flat_hparams(v, key + "."))
         elif isinstance(v, (bool, int, float, str)):
             out[key] = v
+        elif isinstance(v, (list, tuple)):  # layer sizes, rating scales: shown as text
+            out[key] = str(list(v))
     return out

@@ -87,8 +87,12 @@ def test_outputs_are_present_and_well_formed(tmp_path):
 
     ea = EventAccumulator(str(out / "tensorboard"), size_guidance={"histograms": 0}).Reload()
     tags = set(ea.Tags()["scalars"])
-    assert {"train/loss", "train/rmse", "probe/rmse", "lr", "throughput/ratings_per_s"} <= tags
+    assert {"train/loss", "train/rmse", "probe/rmse", "train/lr_scale", "throughput/ratings_per_s"} <= tags
     assert len(ea.Scalars("probe/rmse")) == 3
+    # phase 2: its own TensorBoard run, the same tags, on its own epoch axis from 1
+    final = EventAccumulator(str(out / "tensorboard" / "final_fit"), size_guidance={"histograms": 0}).Reload()
+    assert [e.step for e in final.Scalars("train/rmse")] == list(range(1, metrics["best_epoch"] + 1))
+    assert "probe/rmse" not in final.Tags()["scalars"]
     assert any(t.startswith("factors/") for t in ea.Tags()["histograms"])
 
 
@@ -263,3 +267,44 @@ def test_auto_picks_a_device_the_model_trains_on(tmp_path, monkeypatch):
     monkeypatch.setattr(run, "pick_device", lambda name: torch.device("meta"))
     m, _ = fit(tmp_path, "model=bfm", "model.n_factors=2", "trainer.n_epochs=2", "trainer.final_fit=false")
     assert m["device"] == "cpu" and np.isfinite(m["probe_rmse"])
+
+
+def test_a_run_stopped_by_the_epoch_cap_while_improving_warns_and_says_so(tmp_path, caplog):
+    with caplog.at_level("WARNING", logger="prizenet"):
+        m, _ = fit(tmp_path, "trainer.n_epochs=2", name="short")
+    assert m["under_trained"] and m["best_epoch"] == 2
+    assert any("under-trained; raise trainer.n_epochs" in r.getMessage() for r in caplog.records)
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="prizenet"):  # stopped by patience: trained enough
+        m, _ = fit(tmp_path, "model=baseline", "trainer.n_epochs=40", "trainer.patience=1", name="long")
+    assert not m["under_trained"] and m["best_epoch"] < m["epochs_run"]
+    assert not any("under-trained" in r.getMessage() for r in caplog.records)
+
+
+def test_the_run_ends_with_a_summary_of_scores_outputs_and_next_commands(tmp_path, caplog):
+    with caplog.at_level("INFO", logger="prizenet"):
+        m, out = fit(tmp_path, "trainer.n_epochs=2")
+    text = caplog.records[-1].getMessage()
+    assert text.startswith("run finished: SVD on synthetic")
+    assert f"probe RMSE   {m['probe_rmse']:.5f}" in text and f"{m['quiz_rmse']:.5f} / {m['test_rmse']:.5f}" in text
+    assert str(out) in text and "prizenet blend" in text and "tensorboard --logdir" in text
+
+
+def test_hparams_rows_of_different_models_have_the_same_columns(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    def columns(out):
+        ea = EventAccumulator(str(out / "tensorboard")).Reload()
+        for content in ea.PluginTagToContent("hparams").values():
+            info = plugin_data_pb2.HParamsPluginData.FromString(content)
+            if info.HasField("session_start_info"):
+                return dict(info.session_start_info.hparams)
+
+    runs = {name: fit(tmp_path, f"model={name}", "trainer.n_epochs=1", "trainer.final_fit=false", name=name)[1]
+            for name in ("svd", "baseline")}
+    svd, baseline = columns(runs["svd"]), columns(runs["baseline"])
+    assert set(svd) == set(baseline) and "model.n_factors" in baseline  # one set of columns for every model
+    assert svd["model"].string_value == "svd" and baseline["model"].string_value == "baseline"
+    assert svd["model.n_factors"].number_value == 100 and np.isnan(baseline["model.n_factors"].number_value)
+    assert not any(k.endswith("_target_") for k in svd)

@@ -1,18 +1,21 @@
-# CUDA PyTorch image with prizenet installed; train.py is the entry point, data lives in /data.
+# CUDA PyTorch image with prizenet installed (torch 2.5.1, CUDA 12.4, cuDNN 9: the base image's).
 #   docker build -t prizenet .
-#   docker run --gpus all -v /path/to/datasets:/data -v $PWD/outputs:/opt/prizenet/outputs \
-#       prizenet data=netflix model=svd           # reads /data/netflix (the original layout)
-# /data/netflix, /data/netflix-prize-data (Kaggle) and /data/ml-* are where conf/data/*.yaml
-# look (PRIZENET_DATA); MovieLens is downloaded there when absent. Caches go to /data/.prizenet_cache.
+#   docker run --gpus all -v /path/to/datasets:/data:ro -v $PWD/runs:/work prizenet data=netflix model=svd
+#   docker run --entrypoint prizenet -v $PWD/runs:/work prizenet blend multirun/DATE/TIME_TAG
+# /data (read-only is fine) holds the datasets where conf/data/*.yaml look (PRIZENET_DATA):
+# /data/netflix (the original layout), /data/netflix-prize-data (Kaggle), /data/ml-*.
+# /work is the working folder: outputs/, multirun/, blends/ and the data caches
+# (PRIZENET_CACHE=/work/.prizenet_cache) land there and outlive the container. MovieLens is
+# downloaded into /data when absent, which needs /data writable.
 FROM pytorch/pytorch:2.5.1-cuda12.4-cudnn9-runtime
-WORKDIR /opt/prizenet
-COPY pyproject.toml README.md train.py ./
-COPY prizenet ./prizenet
-COPY conf ./conf
-COPY scripts ./scripts
-# (no [cuda] extra: the base image's torch brings the triton it was built with; asking pip for
-# another would fight torch's pin)
-RUN pip install --no-cache-dir -e ".[sweep]"
-ENV PRIZENET_DATA=/data PRIZENET_CACHE=/data/.prizenet_cache
-VOLUME /data
-ENTRYPOINT ["python", "train.py"]
+COPY pyproject.toml README.md LICENSE train.py /opt/prizenet/
+COPY prizenet /opt/prizenet/prizenet
+COPY conf /opt/prizenet/conf
+# A plain (not editable) install: the configs ship inside the package, the commands
+# prizenet-train and prizenet work from any folder. (No [cuda] extra: the base image's torch
+# brings the triton it was built with; asking pip for another would fight torch's pin.)
+RUN pip install --no-cache-dir "/opt/prizenet[sweep]"
+ENV PRIZENET_DATA=/data PRIZENET_CACHE=/work/.prizenet_cache
+WORKDIR /work
+VOLUME ["/data", "/work"]
+ENTRYPOINT ["prizenet-train"]

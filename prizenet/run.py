@@ -33,6 +33,7 @@ from prizenet.data import DataFormatError, PrizeData, write_submission
 from prizenet.data.prize import CacheError
 from prizenet.models import RatingModel, build_model
 from prizenet.optim import RowOptimizer
+from prizenet.plots import learning_curves, save_png
 from prizenet.training import (CheckpointError, Checkpoints, RunDirError, StopAtEpochEnd, check_finite, claim_run_dir,
                                config_diff, epochs_for, find_checkpoint, flat_hparams, load_checkpoint, load_weights,
                                log_histograms, pick_device, predict, remove_temporaries, rmse, save_npy, write_json,
@@ -163,6 +164,9 @@ def train(cfg: DictConfig, out: Path, hydra_cfg: DictConfig | None = None, data:
         metrics["quiz_rmse"] = rmse(qual_pred[quiz], data.qual_rating[quiz])
         metrics["test_rmse"] = rmse(qual_pred[~quiz], data.qual_rating[~quiz])
     write_json(out / "metrics.json", metrics)
+    fig = learning_curves(hist1, hist2, f"{metrics['model']} on {metrics['dataset']}")
+    save_png(fig, out / "learning_curve.png")
+    writer.add_figure("learning_curve", fig, close=False)
     writer.add_hparams(run_hparams(cfg, metrics), {"hparam/probe_rmse": probe_rmse, "hparam/best_epoch": best["epoch"],
                                                    "hparam/fit_seconds": sum(fit_seconds)}, run_name=".")
     writer.close()

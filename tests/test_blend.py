@@ -102,6 +102,7 @@ def test_blend_writes_a_well_formed_submission_and_an_honest_report(sweep, synth
     assert {"blend/cv_probe_rmse/ridge", "blend/cv_probe_rmse/mlp", "blend/gain_over_best_single"} <= tags
     assert sum(t.startswith("blend/input_probe_rmse/") for t in tags) == 3
     assert sum(t.startswith("blend/ridge_weight/") for t in tags) == 3
+    assert (out / "blend.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"  # the chart of runs and blend
 
 
 def test_blend_refuses_runs_of_different_data(sweep, tmp_path, capsys):
@@ -145,6 +146,8 @@ def test_leaderboard_lists_the_runs_of_a_multirun_best_first(sweep, synthetic_sr
     lines = text.splitlines()  # one dataset and split: its heading, then the table
     assert lines[0].startswith("## ") and "split" in lines[0] and lines[1].startswith("| # | run | model")
     assert text.count("\n") == 3 + len(table)
+    assert leaderboard.main([str(sweep), "--plot", str(sweep.parent / "board.png")]) == 0
+    assert (sweep.parent / "board.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_leaderboard_lists_a_blend_with_its_cross_validated_rmse(sweep, tmp_path, capsys):

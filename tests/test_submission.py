@@ -24,12 +24,13 @@ def test_score_matches_a_direct_computation(synthetic, tmp_path):
     rng = np.random.default_rng(0)
     pred = np.clip(d.qual_rating + rng.normal(0, 0.5, len(d.qual_rating)), 1, 5)
     write_submission(tmp_path / "s.txt", d.item_ids[d.qual_item], pred)
-    r = score(tmp_path / "s.txt", synthetic / "answers.csv")
+    r = score(tmp_path / "s.txt", synthetic / "answers.csv", reference=0.9514)
     _, stored = read_submission(tmp_path / "s.txt")
     quiz = d.qual_part == 0
     assert r["quiz_rmse"] == pytest.approx(np.sqrt(np.mean((stored[quiz] - d.qual_rating[quiz]) ** 2)))
     assert r["test_rmse"] == pytest.approx(np.sqrt(np.mean((stored[~quiz] - d.qual_rating[~quiz]) ** 2)))
     assert r["improvement_pct"] == pytest.approx(100 * (0.9514 - r["quiz_rmse"]) / 0.9514)
+    assert score(tmp_path / "s.txt", synthetic / "answers.csv")["improvement_pct"] is None  # no reference, none
 
 
 @pytest.mark.parametrize("edit, message", [

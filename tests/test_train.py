@@ -51,14 +51,18 @@ PINNED = {
 }
 
 
+# The settings the curves were recorded with (they pin the arithmetic, not the defaults).
+RECORDED = {"svd": [f"model.{k}=0.005" for k in ("lr_bu", "lr_bi", "lr_pu", "lr_qi")] + ["model.reg_pu=0.02",
+                                                                                     "model.reg_qi=0.02"]}
 SIZE = {"svd": ["model.n_factors=8"], "svdpp": ["model.n_factors=8"], "timesvdpp": ["model.n_factors=8"],
         "autorec": ["model.hidden=32"], "bfm": ["model.n_factors=4", "model.features=timesvdpp_flipped"]}  # small models for the small data set
 
 
 @pytest.mark.parametrize("model", sorted(PINNED))
 def test_pinned_training_curve(tmp_path, model):
-    m, _ = fit(tmp_path, f"model={model}", *SIZE.get(model, []), "trainer.n_epochs=4", "trainer.final_fit=false",
-               "trainer.lr_scale=3", "trainer.patience=4", "trainer.threads=1")  # the exact, repeatable kernels
+    m, _ = fit(tmp_path, f"model={model}", *SIZE.get(model, []), *RECORDED.get(model, []), "trainer.n_epochs=4",
+               "trainer.final_fit=false", "trainer.lr_scale=3", "trainer.lr_decay=0.95", "trainer.patience=4",
+               "trainer.threads=1")  # the exact, repeatable kernels
     got = [(h["train_rmse"], h["probe_rmse"]) for h in m["history"]["phase1"]]
     assert np.allclose(got, PINNED[model], atol=2e-3), got
     assert all(a[0] > b[0] for a, b in zip(got, got[1:])), "the training RMSE must fall every epoch"
@@ -94,6 +98,8 @@ def test_outputs_are_present_and_well_formed(tmp_path):
     assert [e.step for e in final.Scalars("train/rmse")] == list(range(1, metrics["best_epoch"] + 1))
     assert "probe/rmse" not in final.Tags()["scalars"]
     assert any(t.startswith("factors/") for t in ea.Tags()["histograms"])
+    assert "learning_curve" in ea.Tags()["images"]  # the figure, also as a PNG in the run folder
+    assert (out / "learning_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 @pytest.mark.parametrize("model,override", [
@@ -308,3 +314,10 @@ def test_hparams_rows_of_different_models_have_the_same_columns(tmp_path):
     assert svd["model"].string_value == "svd" and baseline["model"].string_value == "baseline"
     assert svd["model.n_factors"].number_value == 100 and np.isnan(baseline["model.n_factors"].number_value)
     assert not any(k.endswith("_target_") for k in svd)
+
+
+def test_a_search_preset_without_multirun_is_refused_with_the_command_that_runs_it(tmp_path):
+    r = run_cli(*SMALL, "hparams_search=svd_optuna", f"hydra.run.dir={tmp_path}")
+    assert r.returncode == 2
+    assert "hparams_search=svd_optuna is a sweep: run it with -m (python train.py -m " in r.stdout + r.stderr
+    assert not (tmp_path / "metrics.json").exists()

@@ -25,6 +25,7 @@ from prizenet.blend import MLPBlend, load_runs, meta_features, mlp_cv, ridge_cv,
 from prizenet.data import DataFormatError, write_submission
 from prizenet.data.cache import load_from_config
 from prizenet.data.submission import atomic_write
+from prizenet.plots import blend_chart, save_png
 from prizenet.training import rmse, save_npy, write_json
 
 
@@ -124,9 +125,12 @@ def main(argv: list[str] | None = None) -> int:
     write_json(out / "blend.json", result)
     report = render(result, runs, w)
     atomic_write(out / "report.md", [report.encode()])
-    log_tensorboard(out, result, runs, report)
+    fig = blend_chart([r.label for r in runs], [r.probe_rmse for r in runs], [float(x) for x in w],
+                      result["cv_probe_rmse"], f"{len(runs)} runs on {result['dataset']}")
+    save_png(fig, out / "blend.png")
+    log_tensorboard(out, result, runs, report, fig)
     print(report)
-    print(f"wrote {out}/submission.txt, blend.json, report.md ({result['seconds']:.1f} s)")
+    print(f"wrote {out}/submission.txt, blend.json, report.md, blend.png ({result['seconds']:.1f} s)")
     return 0
 
 
@@ -149,7 +153,7 @@ def render(result: dict, runs, w) -> str:
     return "\n".join(lines) + "\n"
 
 
-def log_tensorboard(out: Path, result: dict, runs, report: str) -> None:
+def log_tensorboard(out: Path, result: dict, runs, report: str, fig=None) -> None:
     from torch.utils.tensorboard import SummaryWriter
 
     writer = SummaryWriter(str(out / "tensorboard"))
@@ -160,6 +164,8 @@ def log_tensorboard(out: Path, result: dict, runs, report: str) -> None:
         writer.add_scalar(f"blend/cv_probe_rmse/{name}", v, 0)
     writer.add_scalar("blend/gain_over_best_single", result["gain"], 0)
     writer.add_text("blend/report", report, 0)
+    if fig is not None:
+        writer.add_figure("blend/chart", fig, 0, close=False)
     writer.close()
 
 

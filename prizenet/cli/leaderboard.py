@@ -52,6 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("folders", nargs="+", type=Path)
     ap.add_argument("--answers", type=Path, help="an answer key: also judge every submission.txt")
     ap.add_argument("--json", action="store_true", help="one JSON list instead of the table")
+    ap.add_argument("--plot", type=Path, metavar="PNG", help="also draw the table: a bar chart per dataset")
     args = ap.parse_args(argv)
     try:
         table = rows(args.folders, args.answers)
@@ -64,6 +65,15 @@ def main(argv: list[str] | None = None) -> int:
     if not table:
         print(f"no runs under {', '.join(map(str, args.folders))}")
         return 1
+    if args.plot:
+        from prizenet.plots import leaderboard_chart, save_png
+
+        charts: dict = {}
+        for r in table:
+            name = f"{Path(r['run']).name}: {r['model']}"
+            charts.setdefault(f"{r['dataset']} (split {r['split']})", []).append((name, r["probe_rmse"]))
+        save_png(leaderboard_chart(charts), args.plot)
+        print(f"wrote {args.plot}", file=sys.stderr)
     judged = args.answers is not None
     head = "| # | run | model | overrides | probe RMSE |" + (" quiz RMSE | test RMSE |" if judged else "") \
         + " best epoch | fit s |"

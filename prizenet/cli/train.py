@@ -31,6 +31,11 @@ log = logging.getLogger("prizenet")
 def main(cfg: DictConfig) -> float:
     hc = HydraConfig.get()
     out = Path(hc.runtime.output_dir)
+    search = hc.runtime.choices.get("hparams_search")
+    if hc.mode == RunMode.RUN and search:  # a search preset without -m would be one plain run
+        log.error("hparams_search=%s is a sweep: run it with -m (%s -m %s)", search, _command(),
+                  " ".join(hc.overrides.task))
+        sys.exit(2)
     try:
         return train(cfg, out, hydra_cfg=hc)["probe_rmse"]
     except USER_ERRORS as e:  # a bad setting, file or folder: its message, not a traceback

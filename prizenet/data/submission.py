@@ -184,9 +184,11 @@ def rmse(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.sqrt(np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2)))
 
 
-def score(submission: str | Path, answers: str | Path, reference: float = CINEMATCH_QUIZ_RMSE,
+def score(submission: str | Path, answers: str | Path, reference: float | None = None,
           rating_scale: tuple[float, float] | None = None) -> dict:
-    """Quiz, test and overall RMSE of a submission, and the quiz improvement over ``reference``.
+    """Quiz, test and overall RMSE of a submission, and the quiz improvement over ``reference``
+    (an RMSE to beat: :data:`CINEMATCH_QUIZ_RMSE` for the Netflix quiz set; None, the default,
+    reports none: Cinematch's number means nothing on other data).
 
     The answer key is checked first (:func:`read_answers`), so a damaged key is not blamed
     on the submission. Predictions outside the rating scale are clipped to it, as the
@@ -205,5 +207,5 @@ def score(submission: str | Path, answers: str | Path, reference: float = CINEMA
            "rmse": rmse(pred, truth), "n": int(len(pred)), "reference": reference,
            "rating_scale": [lo, hi], "clipped": clipped}
     base = out["quiz_rmse"] if out["quiz_rmse"] is not None else out["rmse"]
-    out["improvement_pct"] = 100.0 * (reference - base) / reference
+    out["improvement_pct"] = None if reference is None else 100.0 * (reference - base) / reference
     return out

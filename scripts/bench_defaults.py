@@ -139,7 +139,7 @@ def markdown(result: dict) -> str:
         label = f"`experiment={name}`" if name in PRESETS else f"`model={name}`"
         rows = [p for p in PEER_OF.get(name, []) if p in result["peers"]] or [None]
         for k, p in enumerate(rows):
-            left = f"{label} | {r['probe_rmse']:.4f} | {r['fit_seconds']:.1f}" if k == 0 else "| | "
+            left = f"{label} | {r['probe_rmse']:.4f} | {r['fit_seconds']:.1f}" if k == 0 else " | | "
             right = f"{p} | {result['peers'][p]['probe_rmse']:.4f} | {result['peers'][p]['fit_seconds']:.1f}" \
                 if p else " | | "
             lines.append(f"| {left} | {right} |")

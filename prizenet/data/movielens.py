@@ -123,6 +123,8 @@ def fetch(name: str, root: Path) -> Path:
     import urllib.request
     import zipfile
 
+    from tqdm.auto import tqdm
+
     url = URL.format(name=name)
     root.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=root))
@@ -130,10 +132,13 @@ def fetch(name: str, root: Path) -> Path:
         try:
             expected = MD5.get(name) or urllib.request.urlopen(url + ".md5", timeout=30).read().decode().split()[0]
             md5 = hashlib.md5()
-            with urllib.request.urlopen(url, timeout=30) as response, open(tmp / "data.zip", "wb") as f:
+            with urllib.request.urlopen(url, timeout=30) as response, open(tmp / "data.zip", "wb") as f, \
+                    tqdm(total=int(response.headers.get("Content-Length") or 0) or None, unit="B", unit_scale=True,
+                         unit_divisor=1024, desc=f"downloading {name}", disable=None) as bar:  # terminals only
                 while chunk := response.read(1 << 20):
                     md5.update(chunk)
                     f.write(chunk)
+                    bar.update(len(chunk))
         except (urllib.error.URLError, OSError) as e:
             raise FileNotFoundError(
                 f"could not download {url} ({e}). Without network access, download it elsewhere and unzip "

@@ -263,7 +263,8 @@ def fit(ratings, model: str | None = None, *, experiment: str | None = None, tra
     name = model or "svd"
     out = Path(out) if out is not None else Path("outputs") / time.strftime("%Y-%m-%d") / \
         f"{time.strftime('%H-%M-%S')}_{experiment or name}_{run_uid()}"
-    args = [*([f"model={model}"] if model or not experiment else []), *([f"experiment={experiment}"] if experiment else [])]
+    args = [f"model={name}"] if model or not experiment else []  # an experiment names its own model
+    args += [f"experiment={experiment}"] if experiment else []
     args += _data_overrides(ratings, out, columns, rating_scale)
     args += [f"data.{k}={_value(v)}" for k, v in (data or {}).items()]
     args += [f"trainer.{k}={_value(v)}" for k, v in (trainer or {}).items()]

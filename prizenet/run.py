@@ -53,12 +53,8 @@ class RunResult(dict):
     data: PrizeData
 
 
-def train(cfg: DictConfig, out: Path, hydra_cfg: DictConfig | None = None, data: PrizeData | None = None) -> RunResult:
-    """One run into folder ``out``; ``hydra_cfg`` (Hydra's own node) is saved beside the config.
-
-    ``data`` is the dataset already loaded (:func:`prizenet.fit` passes the one it built); by
-    default ``cfg.data`` is instantiated.
-    """
+def train(cfg: DictConfig, out: Path, hydra_cfg: DictConfig | None = None) -> RunResult:
+    """One run into folder ``out``; ``hydra_cfg`` (Hydra's own node) is saved beside the config."""
     check_config(cfg)  # every setting, before anything is loaded or written
     tc = cfg.trainer
     device = pick_device(tc.device)
@@ -91,8 +87,7 @@ def train(cfg: DictConfig, out: Path, hydra_cfg: DictConfig | None = None, data:
             shutil.copyfile(src.parent / "best.pt", ckpt / "best.pt")
         log.info("resuming phase %d after epoch %d from %s", resume["phase"], resume["epoch"], src)
     try:
-        if data is None:
-            data = instantiate(cfg.data)
+        data: PrizeData = instantiate(cfg.data)
     except InstantiationException as e:  # the loader's own message (file, line), not Hydra's wrapping
         if isinstance(e.__cause__, USER_ERRORS):
             raise e.__cause__ from None

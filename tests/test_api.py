@@ -171,3 +171,10 @@ def test_the_readmes_python_example_runs(tmp_path):
                        timeout=300, env={**__import__("os").environ, "PYTHONPATH": str(ROOT)})
     assert r.returncode == 0, r.stderr[-3000:]
     assert (tmp_path / "svd-model" / "model.pt").is_file()
+
+
+def test_fit_takes_the_default_model_or_an_experiments(synthetic, tmp_path):
+    rec = prizenet.fit(synthetic, trainer={**QUIET, "n_epochs": 1, "final_fit": False}, n_factors=2, out=tmp_path / "a")
+    assert type(rec.model).__name__ == "SVD" and rec.phase == 1 and rec.model.pu.weight.shape[1] == 2
+    rec = prizenet.fit(synthetic, experiment="ml1m_baseline", trainer={**QUIET, "n_epochs": 1}, out=tmp_path / "b")
+    assert type(rec.model).__name__ == "Baseline" and rec.config["model"]["solver"] == "als"

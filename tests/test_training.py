@@ -60,6 +60,7 @@ def test_fixed_threads_and_cuda_leave_the_choice_alone():
 
 # -- the model contract and the one place that picks an epoch's backend ------------------
 import inspect  # noqa: E402
+from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
@@ -70,7 +71,17 @@ from prizenet.config import DATA_INPUTS  # noqa: E402
 from prizenet.models.base import RatingModel  # noqa: E402
 from prizenet.training import BatchEpochs, SweepEpochs, KernelEpochs, epochs_for  # noqa: E402
 
-MODELS = [getattr(models, name) for name in models.__all__ if name not in ("model_inputs", "RatingModel")]
+MODELS = list(models.MODELS.values())  # the table prizenet.load and load_run build from
+
+
+def test_the_model_table_holds_every_model_and_every_yaml_names_one():
+    exported = {getattr(models, n) for n in models.__all__}
+    assert {c for c in exported if isinstance(c, type) and issubclass(c, RatingModel) and c is not RatingModel} \
+        == set(MODELS)
+    from omegaconf import OmegaConf
+
+    for f in (Path(__file__).resolve().parents[1] / "conf" / "model").glob("*.yaml"):
+        assert OmegaConf.load(f)["_target_"] in models.MODELS, f
 
 
 @pytest.mark.parametrize("cls", MODELS, ids=lambda c: c.__name__)
@@ -271,7 +282,6 @@ class SyncCounter(torch.utils._python_dispatch.TorchDispatchMode):
         return func(*args, **kwargs)
 
 
-from pathlib import Path  # noqa: E402
 
 TORCH_PATH = ["baseline", "timebaseline", "svd", "ncf", "svdpp", "timesvdpp", "autorec"]
 

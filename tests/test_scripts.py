@@ -76,3 +76,17 @@ def test_bench_bfm_runs_both_of_its_modes_tiny(tmp_path):
     sweeps = json.loads(out.stdout)["sweeps"]
     assert set(sweeps) == {"mf, rank 2", "timesvdpp_flipped, rank 2"}
     assert all(v["seconds"][0] > 0 for v in sweeps.values())
+
+
+def test_bench_knn_and_bench_defaults_run_tiny(tmp_path):
+    from conftest import shared
+
+    root = shared("prize/ml1m-half")
+    out = run("scripts/bench_knn.py", "--root", root, "--variants", "knn (defaults)", "--markdown")
+    assert out.returncode == 0, out.stderr[-3000:]
+    report = json.loads(out.stdout[: out.stdout.index("\n|")])
+    assert 0.85 < report["prizenet knn (defaults)"]["probe_rmse"] < 0.95
+    out = run("scripts/bench_defaults.py", "--root", root, "--models", "baseline", "--no-peers", "--markdown")
+    assert out.returncode == 0, out.stderr[-3000:]
+    report = json.loads(out.stdout[: out.stdout.index("\n|")])
+    assert 0.9 < report["prizenet"]["baseline"]["probe_rmse"] < 1.0

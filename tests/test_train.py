@@ -321,3 +321,12 @@ def test_a_search_preset_without_multirun_is_refused_with_the_command_that_runs_
     assert r.returncode == 2
     assert "hparams_search=svd_optuna is a sweep: run it with -m (python train.py -m " in r.stdout + r.stderr
     assert not (tmp_path / "metrics.json").exists()
+
+
+def test_pinned_knn_sweep_and_its_closed_form(tmp_path):
+    # (train RMSE, probe RMSE) of the one sweep on the small synthetic set (torch 2.13, CPU);
+    # later sweeps change nothing, so patience ends phase 1 and phase 2 runs one sweep.
+    m, _ = fit(tmp_path, "model=knn", "trainer.n_epochs=10", "trainer.patience=2")
+    got = [(h["train_rmse"], h["probe_rmse"]) for h in m["history"]["phase1"]]
+    assert np.allclose(got, [(0.86600, 0.94970)] * 3, atol=2e-3), got
+    assert m["best_epoch"] == 1 and len(m["history"]["phase2"]) == 1 and not m["under_trained"]

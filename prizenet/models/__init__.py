@@ -17,6 +17,7 @@ from ..data import PrizeData
 from .autorec import AutoRec
 from .base import RatingModel
 from .bfm import BayesianFM
+from .knn import ItemKNN
 from .baseline import Baseline
 from .ncf import NeuMF
 from .svd import SVD
@@ -24,12 +25,12 @@ from .svdpp import SVDpp
 from .timebaseline import TimeBaseline
 from .timesvdpp import TimeSVDpp
 
-__all__ = ["SVD", "AutoRec", "Baseline", "BayesianFM", "NeuMF", "RatingModel", "SVDpp", "TimeBaseline", "TimeSVDpp",
+__all__ = ["SVD", "AutoRec", "Baseline", "BayesianFM", "ItemKNN", "NeuMF", "RatingModel", "SVDpp", "TimeBaseline", "TimeSVDpp",
            "build_model", "model_class", "model_inputs"]
 
 #: Every model, by the ``_target_`` its yaml names (conf/model/*.yaml).
 MODELS = {f"{cls.__module__}.{cls.__name__}": cls
-          for cls in (AutoRec, Baseline, BayesianFM, NeuMF, SVD, SVDpp, TimeBaseline, TimeSVDpp)}
+          for cls in (AutoRec, Baseline, BayesianFM, ItemKNN, NeuMF, SVD, SVDpp, TimeBaseline, TimeSVDpp)}
 
 
 def model_class(target: str, where: str = "the config") -> type[RatingModel]:

@@ -159,3 +159,30 @@ def test_leaderboard_lists_a_blend_with_its_cross_validated_rmse(sweep, tmp_path
     assert len(table) == 4 and [b["model"] for b in blends] == ["blend (mlp, 3 runs)"]
     cv = json.loads((tmp_path / "blend" / "blend.json").read_text())["cv_probe_rmse"]["mlp"]
     assert blends[0]["probe_rmse"] == cv
+
+
+def test_the_gbdt_blender_recovers_a_non_linear_combination_out_of_fold():
+    pytest.importorskip("lightgbm", reason='the gbdt blender needs LightGBM (pip install -e ".[dev]" brings it)')
+    from prizenet.blend import gbdt_cv
+
+    rng = np.random.default_rng(0)
+    n = 3000
+    truth = rng.normal(3.6, 1.0, n)
+    meta = rng.normal(0, 1, (n, 3))
+    # run 0 is good for users with much support (meta 0 > 0), run 1 for the others: no line can say so
+    good, bad = truth + rng.normal(0, 0.3, n), truth + rng.normal(0, 1.2, n)
+    X = np.stack([np.where(meta[:, 0] > 0, good, bad), np.where(meta[:, 0] > 0, bad, good)], 1)
+    ridge, gbdt = rmse(ridge_cv(X, truth, 5, 0), truth), rmse(gbdt_cv(X, meta, truth, 5, 0), truth)
+    assert gbdt < 0.75 * ridge and gbdt < 0.45  # close to the good run's 0.3 noise; ridge cannot pick per rating
+    # out of fold: a fold's predictions do not move when that fold's targets do
+    from prizenet.blend import folds
+
+    f = folds(n, 5, 0)
+    changed = truth.copy()
+    changed[f == 0] += 5.0
+    a, b = gbdt_cv(X, meta, truth, 5, 0), gbdt_cv(X, meta, changed, 5, 0)
+    assert np.array_equal(a[f == 0], b[f == 0]) and not np.array_equal(a[f != 0], b[f != 0])
+    from prizenet.blend import GBDTBlend
+
+    model = GBDTBlend(seed=0).fit(X[f != 0], meta[f != 0], truth[f != 0])
+    assert np.allclose(model.predict(X[f == 0], meta[f == 0]), a[f == 0])  # fold 0 came from a fit without it

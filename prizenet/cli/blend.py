@@ -7,8 +7,9 @@ Reads each run's phase-1 probe predictions and final qualifying predictions (ref
 of different data or splits), fits the blend on the probe ratings, and writes to --out:
 ``submission.txt`` (the Prize format), ``predictions/{probe,qualifying}.npy`` (the blend's
 out-of-fold probe predictions and its qualifying ones), ``blend.json`` (weights, λ, every
-RMSE), ``report.md`` and ``tensorboard/``. Blenders: ``ridge`` (default; λ by k-fold CV)
-and ``mlp`` (meta-features; see prizenet/blend.py). Every blend RMSE reported is k-fold
+RMSE), ``report.md`` and ``tensorboard/``. Blenders: ``ridge`` (default; λ by k-fold CV),
+``mlp`` (meta-features) and ``gbdt`` (LightGBM boosted from the ridge line, when installed);
+see prizenet/blend.py. Every blend RMSE reported is k-fold
 cross-validated on the probe, never the in-sample fit.
 """
 
@@ -21,7 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from prizenet.blend import MLPBlend, load_runs, meta_features, mlp_cv, ridge_cv, ridge_fit, ridge_pick
+from prizenet.blend import (GBDTBlend, MLPBlend, gbdt_cv, has_gbdt, load_runs, meta_features, mlp_cv, ridge_cv,
+                            ridge_fit, ridge_pick)
 from prizenet.data import DataFormatError, write_submission
 from prizenet.data.cache import load_from_config
 from prizenet.data.submission import atomic_write
@@ -56,10 +58,15 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="prizenet blend", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("runs", nargs="+", help="run folders, or folders holding runs (a multirun sweep)")
     ap.add_argument("--out", type=Path, default=None, help="default: outputs/blends/DATE_TIME")
-    ap.add_argument("--blender", choices=("ridge", "mlp"), default="ridge", help="which blend writes the submission")
+    ap.add_argument("--blender", choices=("ridge", "mlp", "gbdt"), default="ridge",
+                    help="which blend writes the submission (every available one is cross-validated and reported; "
+                         "gbdt needs LightGBM: pip install \"prizenet[blend]\")")
     ap.add_argument("--folds", type=_folds, default=5, help="k of the k-fold cross-validation on the probe (>= 2)")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
+    if args.blender == "gbdt" and not has_gbdt():
+        print('error: --blender gbdt needs LightGBM: pip install "prizenet[blend]" (or lightgbm)', file=sys.stderr)
+        return 2
     t0 = time.perf_counter()
     try:
         runs = load_runs(args.runs)
@@ -96,6 +103,9 @@ def main(argv: list[str] | None = None) -> int:
     qual = {"ridge": np.clip(w0 + Xq @ w, lo, hi)}
     oof["mlp"] = np.clip(mlp_cv(X, meta, y, args.folds, args.seed), lo, hi)
     qual["mlp"] = np.clip(MLPBlend(seed=args.seed).fit(X, meta, y).predict(Xq, meta_q), lo, hi)
+    if has_gbdt():
+        oof["gbdt"] = np.clip(gbdt_cv(X, meta, y, args.folds, args.seed), lo, hi)
+        qual["gbdt"] = np.clip(GBDTBlend(seed=args.seed).fit(X, meta, y, args.folds).predict(Xq, meta_q), lo, hi)
     cv = {k: rmse(v, y) for k, v in oof.items()}
 
     best = min(runs, key=lambda r: r.probe_rmse)

@@ -45,6 +45,10 @@ USER_ERRORS = (ConfigError, CheckpointError, RunDirError, DataFormatError, Cache
                FloatingPointError, kernels.BackendError)
 
 
+#: A last epoch that still lowers the probe RMSE by more than this: the run is under-trained.
+UNDER_TRAINED_GAIN = 1e-4
+
+
 class RunResult(dict):
     """What :func:`train` returns: the run's ``metrics.json`` as a dict, with the trained
     ``model`` (phase 2's when it ran, else phase 1's best) and its ``data`` beside it."""
@@ -116,9 +120,10 @@ def train(cfg: DictConfig, out: Path, hydra_cfg: DictConfig | None = None) -> Ru
     probe_pred = predict(model, data, data.user[probe], data.item[probe], data.day[probe], device, tc.eval_batch_size)
     probe_rmse = rmse(probe_pred, data.probe_rating)
     log.info("phase 1: probe RMSE %.5f at epoch %d", probe_rmse, best["epoch"])
-    under_trained = len(hist1) > 1 and best["epoch"] == hist1[-1]["epoch"] == tc.n_epochs
-    if under_trained:  # still improving when the epochs ran out
-        gain = hist1[-2]["probe_rmse"] - hist1[-1]["probe_rmse"]
+    # Still improving (by more than UNDER_TRAINED_GAIN, not a converged ALS) when the epochs ran out.
+    gain = hist1[-2]["probe_rmse"] - hist1[-1]["probe_rmse"] if len(hist1) > 1 else 0.0
+    under_trained = best["epoch"] == hist1[-1]["epoch"] == tc.n_epochs and gain > UNDER_TRAINED_GAIN
+    if under_trained:
         log.warning("phase 1: the probe RMSE was still falling at the last epoch (%d; %.5f better than the one "
                     "before): the model is under-trained; raise trainer.n_epochs", tc.n_epochs, gain)
 

@@ -40,7 +40,8 @@ from omegaconf import OmegaConf
 from .data import PrizeData
 from .data.cache import load_from_config, publish
 from .models import RatingModel, build_model, model_class
-from .training import load_checkpoint, load_weights, predict as predict_pairs
+from .training import load_checkpoint, load_tensors, load_weights, read_run_config, write_json
+from .training import predict as predict_pairs
 
 log = logging.getLogger("prizenet")
 
@@ -216,17 +217,11 @@ class Recommender:
             state = {"format": SAVED_FORMAT, "phase": self.phase, "model": self.model.state_dict()}
             torch.save(state, folder / "model.pt")
             OmegaConf.save(OmegaConf.create(self.config), folder / "config.yaml")
-            (folder / "metrics.json").write_text(_json(self.metrics))
+            write_json(folder / "metrics.json", {k: v for k, v in self.metrics.items() if k != "history"})
             self.data.save(folder / "data")
 
         publish(path, write, replace=True)
         return path
-
-
-def _json(metrics: dict) -> str:
-    import json
-
-    return json.dumps({k: v for k, v in metrics.items() if k != "history"}, indent=1, default=str)
 
 
 def _lookup(index: pd.Index, ids) -> np.ndarray:
@@ -389,7 +384,7 @@ def load(path: str | Path, device: str = "cpu") -> Recommender:
     if not (path / "model.pt").is_file():
         raise FileNotFoundError(f"{path}: not a saved prizenet model (no model.pt); Recommender.save writes one")
     state = _load_weights(path / "model.pt", device)
-    config = _read_config(path / "config.yaml")
+    config = read_run_config(path / "config.yaml")
     data = PrizeData.load(path / "data")
     metrics = _read_metrics(path / "metrics.json")
     return _assemble(config, data, state, int(state.get("phase", 2)), str(path / "config.yaml"), None, metrics, device)
@@ -405,7 +400,7 @@ def load_run(run_dir: str | Path, phase: int | None = None, device: str = "cpu")
     cfg_file = run_dir / ".hydra" / "config.yaml"
     if not cfg_file.is_file():
         raise FileNotFoundError(f"{cfg_file}: missing; {run_dir} is not a train.py run folder")
-    config = _read_config(cfg_file)
+    config = read_run_config(cfg_file)
     metrics = _read_metrics(run_dir / "metrics.json")
     final_fit = bool(metrics.get("final_fit", config.get("trainer", {}).get("final_fit", True)))
     if phase is None:
@@ -436,26 +431,10 @@ def _assemble(config: dict, data: PrizeData, state: dict, phase: int, where: str
 
 
 def _load_weights(path: Path, device) -> dict:
-    try:
-        state = torch.load(path, map_location=device, weights_only=True)
-    except Exception as e:  # noqa: BLE001 - pickle, zip and torch raise many kinds
-        raise ValueError(f"{path}: cannot be read as a saved prizenet model ({str(e).splitlines()[0]}); only "
-                         f"tensors and plain values are read, never code") from None
+    state = load_tensors(path, device, "a saved prizenet model", "saved models", "Recommender.save")
     if not isinstance(state, dict) or "model" not in state or state.get("format") != SAVED_FORMAT:
         raise ValueError(f"{path}: not a model saved by Recommender.save (format {SAVED_FORMAT})")
     return state
-
-
-def _read_config(path: Path) -> dict:
-    from omegaconf.errors import OmegaConfBaseException
-
-    try:
-        config = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
-    except (OmegaConfBaseException, ValueError, OSError) as e:
-        raise ValueError(f"{path}: not a readable run config ({str(e).splitlines()[0]})") from None
-    if not isinstance(config, dict):
-        raise ValueError(f"{path}: not a run config (a mapping with model and data)")
-    return config
 
 
 def _read_metrics(path: Path) -> dict:

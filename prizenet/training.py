@@ -391,16 +391,23 @@ class CheckpointError(ValueError):
     """A checkpoint that cannot be read, or that is not one of this project's: names the file."""
 
 
+def load_tensors(path: Path, device, what: str, kind: str, writer: str):
+    """``torch.load(path, weights_only=True)``: tensors, numbers, strings and containers only,
+    so a crafted file cannot run code; any failure is a :class:`CheckpointError` saying that
+    ``path`` is not ``what`` (``kind``: what such files are called; ``writer``: what writes them)."""
+    try:
+        return torch.load(path, map_location=device, weights_only=True)
+    except Exception as e:  # noqa: BLE001 - pickle, zip and torch raise many kinds
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f"{path}: cannot be loaded as {what} ({reason}). Only tensors, numbers and strings "
+                              f"are read from {kind}, never code; the file is damaged or was not written by "
+                              f"{writer}") from None
+
+
 def load_checkpoint(path: Path, device) -> dict:
     """A checkpoint written by :func:`save_checkpoint`, read with ``weights_only=True``:
     tensors, numbers, strings and containers only, so a crafted file cannot run code."""
-    try:
-        state = torch.load(path, map_location=device, weights_only=True)
-    except Exception as e:  # noqa: BLE001 - pickle, zip and torch raise many kinds
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckpointError(f"{path}: cannot be loaded as a prizenet checkpoint ({reason}). Only tensors, "
-                              f"numbers and strings are read from checkpoints, never code; the file is damaged or "
-                              f"was not written by train.py") from None
+    state = load_tensors(path, device, "a prizenet checkpoint", "checkpoints", "train.py")
     if not isinstance(state, dict) or (missing := [k for k in CHECKPOINT_KEYS if k not in state]):
         what = f"lacks {', '.join(missing)}" if isinstance(state, dict) else f"holds a {type(state).__name__}"
         raise CheckpointError(f"{path}: not a train.py checkpoint (it {what})")
@@ -474,6 +481,21 @@ def write_run_config(out: Path, cfg, hydra_cfg=None) -> None:
     if hydra_cfg is not None:
         atomic_write(meta / "hydra.yaml", [OmegaConf.to_yaml(OmegaConf.create({"hydra": hydra_cfg})).encode()])
         atomic_write(meta / "overrides.yaml", [OmegaConf.to_yaml(list(hydra_cfg.overrides.task)).encode()])
+
+
+def read_run_config(path: Path) -> dict:
+    """A run config written by :func:`write_run_config` (or :meth:`prizenet.Recommender.save`),
+    as plain containers; a file that is not one names itself. Nothing in it is instantiated."""
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        config = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
+    except (OmegaConfBaseException, ValueError, OSError) as e:
+        raise ValueError(f"{path}: not a readable run config ({str(e).splitlines()[0]})") from None
+    if not isinstance(config, dict):
+        raise ValueError(f"{path}: not a run config (a mapping with model and data)")
+    return config
 
 
 def _snapshot(obj):

@@ -28,23 +28,16 @@ from prizenet.data import DataFormatError, write_submission
 from prizenet.data.cache import load_from_config
 from prizenet.data.submission import atomic_write
 from prizenet.plots import blend_chart, save_png
-from prizenet.training import rmse, save_npy, write_json
+from prizenet.training import read_run_config, rmse, save_npy, write_json
 
 
 def load_data(run_path: Path):
     """The dataset a run was trained on, from its saved Hydra config's ``data`` fields
     (validated: only prizenet's own loaders, never what the file names)."""
-    from omegaconf import OmegaConf
-    from omegaconf.errors import OmegaConfBaseException
-
     cfg_file = run_path / ".hydra" / "config.yaml"
     if not cfg_file.is_file():
         raise FileNotFoundError(f"{cfg_file}: missing; blending reads the run's data config from it")
-    try:
-        cfg = OmegaConf.to_container(OmegaConf.load(cfg_file), resolve=True)
-    except (OmegaConfBaseException, ValueError, OSError) as e:
-        raise ValueError(f"{cfg_file}: not a readable run config ({str(e).splitlines()[0]})") from None
-    return load_from_config(cfg.get("data") if isinstance(cfg, dict) else None, str(cfg_file))
+    return load_from_config(read_run_config(cfg_file).get("data"), str(cfg_file))
 
 
 def _folds(text: str) -> int:

@@ -30,6 +30,14 @@ from .base import RatingModel
 from .tables import SparseTable
 
 
+def shrunk_mean(index: torch.Tensor, values: torch.Tensor, n: int, reg: float) -> torch.Tensor:
+    """Σ values / (reg + count) per index in [0, n): Koren's shrunk means (2008, §2.1), the
+    closed form of one bias given the others; 0 where an index has no value (even for reg 0)."""
+    total = torch.zeros(n, dtype=values.dtype, device=values.device).index_add_(0, index, values)
+    count = torch.zeros(n, dtype=values.dtype, device=values.device).index_add_(0, index, torch.ones_like(values))
+    return total / (reg + count).clamp_min(1e-12)
+
+
 class Baseline(RatingModel):
     """mu + bu[u] + bi[i]; ``solver`` is "sgd" or "als" (closed form, see the module doc)."""
 
@@ -58,10 +66,6 @@ class Baseline(RatingModel):
         user, item, rating = batch.user, batch.item, batch.rating
         bu, bi = self.bu.weight, self.bi.weight
         r = rating - self.mu
-        num = torch.zeros_like(bi).index_add_(0, item, r - bu[user])
-        cnt = torch.zeros_like(bi).index_add_(0, item, torch.ones_like(r))
-        bi.copy_(num / (self.reg_i + cnt))
-        num = torch.zeros_like(bu).index_add_(0, user, r - bi[item])
-        cnt = torch.zeros_like(bu).index_add_(0, user, torch.ones_like(r))
-        bu.copy_(num / (self.reg_u + cnt))
+        bi.copy_(shrunk_mean(item, r - bu[user], len(bi), self.reg_i))
+        bu.copy_(shrunk_mean(user, r - bi[item], len(bu), self.reg_u))
         return ((self(batch) - rating).double() ** 2).sum()

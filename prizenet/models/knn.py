@@ -63,6 +63,7 @@ import torch
 
 from ..data import Batch
 from .base import RatingModel
+from .baseline import shrunk_mean
 
 
 class ItemKNN(RatingModel):
@@ -127,12 +128,11 @@ class ItemKNN(RatingModel):
             return torch.tensor(self._swept, dtype=torch.float64)
         user, item, r = batch.user, batch.item, batch.rating
         n_u, n_i, dev = self.n_users, self.n_items, r.device
-        resid = r - self.mu
-        cnt_i = torch.bincount(item, minlength=n_i).float()
-        self.bi.copy_(torch.zeros(n_i, device=dev).index_add_(0, item, resid) / (self.reg_i + cnt_i).clamp_min(1e-12))
+        resid = r - self.mu  # the baseline's one pass (Baseline's ALS sweep from bu = 0)
+        self.bi.copy_(shrunk_mean(item, resid, n_i, self.reg_i))
         resid = resid - self.bi[item]
+        self.bu.copy_(shrunk_mean(user, resid, n_u, self.reg_u))
         cnt_u = torch.bincount(user, minlength=n_u)
-        self.bu.copy_(torch.zeros(n_u, device=dev).index_add_(0, user, resid) / (self.reg_u + cnt_u.float()).clamp_min(1e-12))
         z = resid - self.bu[user] if self.center == "baseline" else resid
         order = torch.argsort(user * n_i + item)
         self.indptr = torch.cat([cnt_u.new_zeros(1), torch.cumsum(cnt_u, 0)])

@@ -142,7 +142,7 @@ def train(cfg: DictConfig, out: Path, hydra_cfg: DictConfig | None = None) -> Ru
     write_submission(out / "submission.txt", data.item_ids[data.qual_item], qual_pred, data.rating_scale)
     fit_seconds = [sum(h["seconds"] for h in hist) for hist in (hist1, hist2)]
     metrics = {
-        "model": get_class(cfg.model._target_).__name__,
+        "model": cls.__name__,
         "model_config": OmegaConf.to_container(cfg.model, resolve=True),
         "dataset": data.meta.get("name"),
         "split": data.split_id(),  # scripts/blend.py blends only runs of one split

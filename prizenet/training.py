@@ -322,15 +322,21 @@ def epochs_for(model: RatingModel, data: PrizeData, rows: np.ndarray, device, op
     if model.sweeps:
         return SweepEpochs(model, data, rows, device, tc.threads)
     backend = kernels.choose(tc.kernel, device)
-    if model.has_kernel and optimizer == "sgd" and backend is not None:
+    compiled = model.has_kernel and optimizer == "sgd"
+    if compiled and backend is not None and backend in model.kernel_backends:
         return KernelEpochs(model, data, rows, device, seed, tc.batch_size, backend, tc.threads)
     if tc.kernel in kernels.BACKENDS:
-        why = "has no compiled kernel" if not model.has_kernel else f"trains with {optimizer}, the kernels with sgd"
+        why = "has no compiled kernel" if not model.has_kernel else \
+            f"trains with {optimizer}, the kernels with sgd" if optimizer != "sgd" else f"has no {tc.kernel} kernel"
         raise kernels.BackendError(f"trainer.kernel={tc.kernel}: {type(model).__name__} {why}; "
                                    f"use trainer.kernel=auto or torch")
-    if tc.kernel == "auto" and model.has_kernel and optimizer == "sgd" and device.type == "cuda":
-        log.warning("triton %s or newer is not installed: %s trains with torch's batch steps, several times slower "
-                    "(pip install \"prizenet[cuda]\")", ".".join(map(str, kernels.TRITON_MIN)), type(model).__name__)
+    if tc.kernel == "auto" and compiled and device.type == "cuda":
+        if "triton" not in model.kernel_backends:
+            log.info("%s has no Triton kernel: it trains with torch's batch steps on CUDA", type(model).__name__)
+        else:
+            log.warning("triton %s or newer is not installed: %s trains with torch's batch steps, several times "
+                        "slower (pip install \"prizenet[cuda]\")", ".".join(map(str, kernels.TRITON_MIN)),
+                        type(model).__name__)
     return BatchEpochs(model, data, rows, device, seed, tc.batch_size, opt, tc.precision, tc.threads, tc.progress)
 
 

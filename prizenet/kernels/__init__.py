@@ -8,7 +8,7 @@
   epoch, no host sync. With ``TRITON_INTERPRET=1`` the programs run one after another on
   CPU tensors, so a kernel then equals the numba one on the same order (the tests).
 
-Each backend module has the same three functions, on torch tensors of its device, each
+Each backend module has the same functions, on torch tensors of its device, each
 one epoch over the ratings, returning the squared errors met on the way as a 0-d float64
 tensor on that device (each error taken before its update):
 
@@ -17,6 +17,9 @@ tensor on that device (each error taken before its update):
 * ``timesvdpp(user, item, day, rating, bounds, order, time, nu_indptr, nu_items, mu, per_day, weights, lr, reg)``
   (``time``: the model's :class:`~prizenet.models.timebaseline.TimeFeatures`; ``weights``
   and ``lr``/``reg`` in the order bu, alpha, but, bi, bibin, cu, cut, pu, alpha_p, put, qi, yj)
+* ``integrated(user, item, rating, bounds, order, nu_indptr, nu_items, rated_indptr, rated_items,
+  rated_resid, neighbours, mu, (bu, bi, pu, qi, yj, w, c), lr, reg)``: numba only (the
+  model's ``kernel_backends``)
 
 ``bounds`` (int64 ``[S + 1]``) cuts the ratings into runs of one user each, run ``s`` being
 ``bounds[s]:bounds[s + 1]``, and ``order`` (int64 ``[S]``, or fewer: a part of an epoch)

@@ -17,6 +17,7 @@ from ..data import PrizeData
 from .autorec import AutoRec
 from .base import RatingModel
 from .bfm import BayesianFM
+from .integrated import Integrated
 from .knn import ItemKNN
 from .baseline import Baseline
 from .ncf import NeuMF
@@ -25,12 +26,12 @@ from .svdpp import SVDpp
 from .timebaseline import TimeBaseline
 from .timesvdpp import TimeSVDpp
 
-__all__ = ["SVD", "AutoRec", "Baseline", "BayesianFM", "ItemKNN", "NeuMF", "RatingModel", "SVDpp", "TimeBaseline", "TimeSVDpp",
+__all__ = ["SVD", "AutoRec", "Baseline", "BayesianFM", "Integrated", "ItemKNN", "NeuMF", "RatingModel", "SVDpp", "TimeBaseline", "TimeSVDpp",
            "build_model", "model_class", "model_inputs"]
 
 #: Every model, by the ``_target_`` its yaml names (conf/model/*.yaml).
 MODELS = {f"{cls.__module__}.{cls.__name__}": cls
-          for cls in (AutoRec, Baseline, BayesianFM, ItemKNN, NeuMF, SVD, SVDpp, TimeBaseline, TimeSVDpp)}
+          for cls in (AutoRec, Baseline, BayesianFM, Integrated, ItemKNN, NeuMF, SVD, SVDpp, TimeBaseline, TimeSVDpp)}
 
 
 def model_class(target: str, where: str = "the config") -> type[RatingModel]:
@@ -83,7 +84,10 @@ def model_inputs(target, data: PrizeData, rows: np.ndarray) -> dict:
 
     ``target`` is the model class (or a ``module.Class`` path). The sizes and ``mu``, the
     mean training rating of ``rows``, come from the phase's training rows, and so does the
-    CSR ``item_indptr, item_users, item_ratings`` of those rows by item (AutoRec's input).
+    CSR ``item_indptr, item_users, item_ratings`` of those rows by item (AutoRec's input),
+    ``rated_indptr, rated_items, rated_ratings`` of those rows by user (R(u): the integrated
+    model's neighbourhoods, the RBM's visible units) and ``rating_levels``, the distinct
+    training ratings (the RBM's softmax units).
     ``watch_user, watch_item, watch_day`` are the probe pairs then the qualifying pairs: the
     pairs the trainer will predict (a sampler averages its predictions of them).
     """
@@ -91,6 +95,13 @@ def model_inputs(target, data: PrizeData, rows: np.ndarray) -> dict:
         from hydra.utils import get_class
 
         target = get_class(target)
+
+    @cache
+    def by_user():
+        order = np.asarray(rows)[np.argsort(data.user[rows], kind="stable")]
+        indptr = np.zeros(data.n_users + 1, np.int64)
+        np.cumsum(np.bincount(data.user[order], minlength=data.n_users), out=indptr[1:])
+        return indptr, data.item[order], data.rating_x2[order] * np.float32(0.5)
 
     @cache
     def by_item():
@@ -109,6 +120,10 @@ def model_inputs(target, data: PrizeData, rows: np.ndarray) -> dict:
         "item_indptr": lambda: by_item()[0],
         "item_users": lambda: by_item()[1],
         "item_ratings": lambda: by_item()[2],
+        "rated_indptr": lambda: by_user()[0],
+        "rated_items": lambda: by_user()[1],
+        "rated_ratings": lambda: by_user()[2],
+        "rating_levels": lambda: np.unique(data.rating_x2[rows]).astype(np.float32) * np.float32(0.5),
         "watch_user": lambda: np.concatenate([data.user[data.probe_rows], data.qual_user]),
         "watch_item": lambda: np.concatenate([data.item[data.probe_rows], data.qual_item]),
         "watch_day": lambda: np.concatenate([data.day[data.probe_rows], data.qual_day]),

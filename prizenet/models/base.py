@@ -16,7 +16,9 @@ declares; nothing else is looked up on a model:
 * optional faster ways to train an epoch, each declared by a flag and one method:
   ``has_kernel`` with ``sgd_epoch(batch, scale, backend)`` (the papers' per-rating SGD,
   compiled: the model hands its tables to a backend of :mod:`prizenet.kernels`, numba on
-  CPU or Triton on CUDA, whose loops live in ``prizenet/kernels/<backend>/``), and
+  CPU or Triton on CUDA, whose loops live in ``prizenet/kernels/<backend>/``; a model
+  whose loop exists for some backends only names them in ``kernel_backends``, and trains
+  with torch's batch steps elsewhere), and
   ``sweeps`` with ``sweep(batch)`` (one pass over all training ratings at once: ALS's exact
   solve, a Gibbs sample), which returns the squared error after it.
 * ``devices``: the device types the model trains on (None: any); the trainer refuses
@@ -50,6 +52,8 @@ class RatingModel(nn.Module):
     optimizer: ClassVar[Literal["sgd", "adam"]] = "sgd"
     #: The model has ``sgd_epoch``: the per-rating SGD on a compiled backend.
     has_kernel: ClassVar[bool] = False
+    #: The backends (:data:`prizenet.kernels.BACKENDS`) that have the model's ``sgd_epoch``.
+    kernel_backends: ClassVar[tuple[str, ...]] = ("numba", "triton")
     #: Device types the model trains on (``("cpu",)``: a CPU-only sampler); None: any.
     devices: ClassVar[tuple[str, ...] | None] = None
     #: Learning rate and weight decay of parameters outside the sparse tables.

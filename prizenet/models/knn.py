@@ -137,9 +137,7 @@ class ItemKNN(RatingModel):
         order = torch.argsort(user * n_i + item)
         self.indptr = torch.cat([cnt_u.new_zeros(1), torch.cumsum(cnt_u, 0)])
         self.rated, self.z = item[order], z[order]
-        with warnings.catch_warnings():  # torch's sparse CSR is "beta": its warning says nothing about this use
-            warnings.simplefilter("ignore", UserWarning)
-            self._similarities(user, item, z)
+        self._similarities(user, item, z)
         g = torch.Generator(device="cpu").manual_seed(0)
         n = len(batch)
         pick = torch.randperm(n, generator=g)[:self.error_sample].to(dev) if n > self.error_sample else \
@@ -150,54 +148,24 @@ class ItemKNN(RatingModel):
 
     def _similarities(self, user: torch.Tensor, item: torch.Tensor, z: torch.Tensor) -> None:
         """S for all pairs, a block of items (columns) at a time."""
-        n_u, n_i, dev = self.n_users, self.n_items, z.device
-        by_item = torch.argsort(item, stable=True)
-        u_s, i_s, z_s = user[by_item], item[by_item], z[by_item]
-        starts = torch.searchsorted(i_s, torch.arange(n_i + 1, device=dev))
-        idx = torch.stack([i_s, u_s])
-
-        def sparse(values):  # items × users
-            return torch.sparse_coo_tensor(idx, values, (n_i, n_u)).coalesce().to_sparse_csr()
-
-        Zt = sparse(z_s)
-        pearson, interpolate = self.similarity == "pearson", self.weights == "interpolate"
-        if pearson or interpolate:
-            Bt = sparse(torch.ones_like(z_s))
-        if pearson:
-            Z2t = sparse(z_s * z_s)
-        norm = torch.sqrt(torch.zeros(n_i, device=dev).index_add_(0, item, z * z))
+        interpolate = self.weights == "interpolate"
         off_sum = off_n = 0.0
-        for a in range(0, n_i, self.block):
-            b = min(a + self.block, n_i)
-            lo, hi = int(starts[a]), int(starts[b])
-            cols = i_s[lo:hi] - a  # the block's ratings as dense users × (b - a) columns
-            Zb = torch.zeros(n_u, b - a, device=dev)
-            Zb[u_s[lo:hi], cols] = z_s[lo:hi]
-            zz = Zt @ Zb  # [n_i, b-a]: Σ_u z_ui z_uj
-            if pearson or interpolate:
-                Bb = torch.zeros(n_u, b - a, device=dev)
-                Bb[u_s[lo:hi], cols] = 1.0
-                n = Bt @ Bb  # n_ij
-            if pearson:
-                q_i = Z2t @ Bb  # Σ_U z_ui² over the users who also rated j
-                q_j = Bt @ (Zb * Zb)  # Σ_U z_uj² over the users who also rated i
-                s = zz / torch.sqrt(q_i * q_j).clamp_min(1e-12) * (n / (n + self.shrink))
-            else:
-                s = zz / (norm[:, None] * norm[None, a:b]).clamp_min(1e-12)
-            j = torch.arange(a, b, device=dev)
-            s[j, j - a] = 0.0  # an item is not its own neighbour
+        for a, b, s, zz, n in similarity_blocks(user, item, z, self.n_users, self.n_items, self.similarity,
+                                                self.shrink, self.block, counts=interpolate):
             self.S[:, a:b] = s
             if interpolate:
                 self.zz[:, a:b] = zz
                 self.n_common[:, a:b] = n
+                j = torch.arange(a, b, device=z.device)
                 off = n > 0
                 off[j, j - a] = False
                 off_sum += float((zz[off] / n[off]).sum())
                 off_n += int(off.sum())
         if interpolate:
+            norm2 = torch.zeros(self.n_items, device=z.device).index_add_(0, item, z * z)
             counts = torch.diagonal(self.n_common)
             seen = counts > 0
-            diag = (norm[seen] ** 2 / counts[seen]).mean() if seen.any() else torch.tensor(0.0)
+            diag = (norm2[seen] / counts[seen]).mean() if seen.any() else torch.tensor(0.0)
             self.avg.copy_(torch.tensor([off_sum / max(off_n, 1), float(diag)]))
 
     # -- predictions ---------------------------------------------------------------------
@@ -260,3 +228,55 @@ class ItemKNN(RatingModel):
         A = A + self.ridge * avg_diag.abs() * eye
         b = torch.where(valid, b, torch.zeros_like(b))
         return torch.linalg.solve(A, b)
+
+
+def similarity_blocks(user: torch.Tensor, item: torch.Tensor, z: torch.Tensor, n_users: int, n_items: int,
+                      similarity: str, shrink: float, block: int, counts: bool = False):
+    """The item-item similarities of the residuals ``z`` of the ratings (``user``, ``item``),
+    ``block`` items (columns) at a time: yields ``(a, b, s, zz, n)`` with ``s`` the
+    ``[n_items, b - a]`` similarities of every item to items ``a:b`` (s_ii = 0), ``zz`` their
+    Σ_u z_ui z_uj and, for Pearson or ``counts``, ``n`` the number of common users (else
+    None). ``similarity`` is "cosine" or "pearson" (shrunk by ``shrink``), as in the module
+    doc: sparse-dense products on the residuals' device, one dense block at a time, so
+    memory is ``n_items x block`` beside the sparse matrices, whatever keeps the blocks."""
+    dev = z.device
+    by_item = torch.argsort(item, stable=True)
+    u_s, i_s, z_s = user[by_item], item[by_item], z[by_item]
+    starts = torch.searchsorted(i_s, torch.arange(n_items + 1, device=dev))
+    idx = torch.stack([i_s, u_s])
+
+    def sparse(values):  # items × users
+        with warnings.catch_warnings():  # torch's sparse CSR is "beta": its warning says nothing about this use
+            warnings.simplefilter("ignore", UserWarning)
+            return torch.sparse_coo_tensor(idx, values, (n_items, n_users)).coalesce().to_sparse_csr()
+
+    pearson = similarity == "pearson"
+    Zt = sparse(z_s)
+    if pearson or counts:
+        Bt = sparse(torch.ones_like(z_s))
+    if pearson:
+        Z2t = sparse(z_s * z_s)
+    norm = torch.sqrt(torch.zeros(n_items, device=dev).index_add_(0, item, z * z))
+    for a in range(0, n_items, block):
+        b = min(a + block, n_items)
+        lo, hi = int(starts[a]), int(starts[b])
+        cols = i_s[lo:hi] - a  # the block's ratings as dense users × (b - a) columns
+        Zb = torch.zeros(n_users, b - a, device=dev)
+        Zb[u_s[lo:hi], cols] = z_s[lo:hi]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            zz = Zt @ Zb  # [n_items, b-a]: Σ_u z_ui z_uj
+            n = None
+            if pearson or counts:
+                Bb = torch.zeros(n_users, b - a, device=dev)
+                Bb[u_s[lo:hi], cols] = 1.0
+                n = Bt @ Bb  # n_ij
+            if pearson:
+                q_i = Z2t @ Bb  # Σ_U z_ui² over the users who also rated j
+                q_j = Bt @ (Zb * Zb)  # Σ_U z_uj² over the users who also rated i
+                s = zz / torch.sqrt(q_i * q_j).clamp_min(1e-12) * (n / (n + shrink))
+            else:
+                s = zz / (norm[:, None] * norm[None, a:b]).clamp_min(1e-12)
+        j = torch.arange(a, b, device=dev)
+        s[j, j - a] = 0.0  # an item is not its own neighbour
+        yield a, b, s, zz, n

@@ -282,6 +282,26 @@ class KernelThreads:
         self.rates[self.current] = ratings_per_s
 
 
+class LearnEpochs(LoaderEpochs):
+    """An epoch is the model's own update rule, ``learn``, on each of the loader's batches
+    (whole users for an RBM's contrastive divergence), with a progress bar."""
+
+    def __init__(self, model: RatingModel, data: PrizeData, rows: np.ndarray, device, seed: int, batch_size: int,
+                 progress: bool):
+        super().__init__(model, data, rows, device, seed, batch_size, model.group_by)
+        self.device, self.n, self.progress = device, len(rows), progress
+
+    def run(self, scale: float, desc: str) -> torch.Tensor:
+        epoch = self.loader.epoch  # the epoch about to run, from 0 (a resumed run's too)
+        sse = torch.zeros((), device=self.device, dtype=torch.float64)
+        with tqdm(total=self.n, unit="rating", unit_scale=True, leave=False, desc=desc,
+                  disable=None if self.progress else True) as bar:
+            for batch in self.loader:
+                sse += self.model.learn(batch, scale, epoch)
+                bar.update(len(batch))
+        return sse
+
+
 class BatchEpochs(LoaderEpochs):
     """An epoch is torch mini-batch steps on any device: the forward pass, autograd, and
     the row-sparse optimizer (:mod:`prizenet.optim`), with a progress bar and, on CPU, the
@@ -315,12 +335,15 @@ class BatchEpochs(LoaderEpochs):
 
 def epochs_for(model: RatingModel, data: PrizeData, rows: np.ndarray, device, optimizer: str, opt, tc, seed: int):
     """How ``model``'s epochs are trained, chosen here and nowhere else: its sweep (a
-    closed-form solve, a Gibbs sample) when it has one; with SGD, its compiled kernel when it has one and
+    closed-form solve, a Gibbs sample) when it has one; its own ``learn`` rule (an RBM's
+    contrastive divergence) when it has one; with SGD, its compiled kernel when it has one and
     ``trainer.kernel`` picks a backend for the device (:func:`prizenet.kernels.choose`:
     ``auto`` is numba on CPU, Triton on CUDA); otherwise torch mini-batch steps (any model,
     any device)."""
     if model.sweeps:
         return SweepEpochs(model, data, rows, device, tc.threads)
+    if model.learns:
+        return LearnEpochs(model, data, rows, device, seed, tc.batch_size, tc.progress)
     backend = kernels.choose(tc.kernel, device)
     compiled = model.has_kernel and optimizer == "sgd"
     if compiled and backend is not None and backend in model.kernel_backends:

@@ -39,7 +39,7 @@ from prizenet.data.netflix import load_netflix  # noqa: E402
 from prizenet.run import train  # noqa: E402
 from prizenet.training import rmse  # noqa: E402
 
-MODELS = ["baseline", "timebaseline", "svd", "svdpp", "timesvdpp", "ncf", "autorec", "bfm"]
+MODELS = ["baseline", "timebaseline", "svd", "svdpp", "timesvdpp", "ncf", "autorec", "bfm", "knn", "integrated", "rbm"]
 PRESETS = ["ml1m_svd", "ml1m_bfm_mf"]
 #: prizenet model -> the peer rows it is compared with
 PEER_OF = {"baseline": ["surprise BaselineOnly()"], "svd": ["surprise SVD()"], "svdpp": ["surprise SVDpp()"],

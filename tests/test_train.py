@@ -48,14 +48,17 @@ PINNED = {
     "timesvdpp": [(1.06590, 1.05441), (1.01807, 1.04813), (0.99135, 1.04221), (0.96600, 1.03274)],  # kernel
     "ncf": [(1.11241, 1.09671), (1.04213, 1.05718), (1.01232, 1.04758), (0.99314, 1.03282)],  # Adam
     "integrated": [(1.05141, 1.03971), (1.00663, 1.03680), (0.98461, 1.02609), (0.96274, 1.01712)],  # kernel
+    "rbm": [(1.06024, 1.07157), (1.05911, 1.07228), (1.05804, 1.07094), (1.05634, 1.07010)],  # CD-1, then CD-3
     "autorec": [(1.11787, 1.12339), (1.08944, 1.12535), (1.08255, 1.12494), (1.07556, 1.12174)],  # Adam
 }
 
 
 # The settings the curves were recorded with (they pin the arithmetic, not the defaults).
 RECORDED = {"svd": [f"model.{k}=0.005" for k in ("lr_bu", "lr_bi", "lr_pu", "lr_qi")] + ["model.reg_pu=0.02",
-                                                                                     "model.reg_qi=0.02"]}
-SIZE = {"svd": ["model.n_factors=8"], "svdpp": ["model.n_factors=8"], "integrated": ["model.n_factors=8"], "timesvdpp": ["model.n_factors=8"],
+                                                                                     "model.reg_qi=0.02"],
+            "rbm": ["model.cd_every=2", "model.momentum=0.5", "model.lr_w=0.05", "model.lr_bv=0.05", "model.lr_bh=0.05",
+                    "model.lr_d=0.005"]}
+SIZE = {"svd": ["model.n_factors=8"], "svdpp": ["model.n_factors=8"], "integrated": ["model.n_factors=8"], "rbm": ["model.n_hidden=16"], "timesvdpp": ["model.n_factors=8"],
         "autorec": ["model.hidden=32"], "bfm": ["model.n_factors=4", "model.features=timesvdpp_flipped"]}  # small models for the small data set
 
 
@@ -203,7 +206,10 @@ def run_cli(*args, **kw):
 
 
 @pytest.mark.parametrize("model", [["model.n_factors=32"],  # svd's kernel
-                                   ["model=bfm", "model.features=timesvdpp_flipped", "model.n_factors=32"]])  # a chain
+                                   ["model=bfm", "model.features=timesvdpp_flipped", "model.n_factors=32"],  # a chain
+                                   ["model=integrated", "model.n_factors=8", "model.k=50"],  # neighbours found once
+                                   ["model=rbm", "model.n_hidden=16", "model.cd_every=2"]],  # CD-T, its RNG, momentum
+                         ids=["svd", "bfm", "integrated", "rbm"])
 def test_resume_after_kill_ends_with_the_same_result(tmp_path, model):
     # (fixed threads: the default measures 1 against 2 cores, so its runs vary with the machine's load)
     args = [*QUIET, "data.users=1000", "data.items=200", "data.ratings=60000", "trainer.n_epochs=8", "trainer.patience=8",

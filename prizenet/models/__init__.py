@@ -21,17 +21,18 @@ from .integrated import Integrated
 from .knn import ItemKNN
 from .baseline import Baseline
 from .ncf import NeuMF
+from .rbm import RBM
 from .svd import SVD
 from .svdpp import SVDpp
 from .timebaseline import TimeBaseline
 from .timesvdpp import TimeSVDpp
 
-__all__ = ["SVD", "AutoRec", "Baseline", "BayesianFM", "Integrated", "ItemKNN", "NeuMF", "RatingModel", "SVDpp", "TimeBaseline", "TimeSVDpp",
+__all__ = ["SVD", "AutoRec", "Baseline", "BayesianFM", "Integrated", "ItemKNN", "NeuMF", "RBM", "RatingModel", "SVDpp", "TimeBaseline", "TimeSVDpp",
            "build_model", "model_class", "model_inputs"]
 
 #: Every model, by the ``_target_`` its yaml names (conf/model/*.yaml).
 MODELS = {f"{cls.__module__}.{cls.__name__}": cls
-          for cls in (AutoRec, Baseline, BayesianFM, Integrated, ItemKNN, NeuMF, SVD, SVDpp, TimeBaseline, TimeSVDpp)}
+          for cls in (AutoRec, Baseline, BayesianFM, Integrated, ItemKNN, NeuMF, RBM, SVD, SVDpp, TimeBaseline, TimeSVDpp)}
 
 
 def model_class(target: str, where: str = "the config") -> type[RatingModel]:

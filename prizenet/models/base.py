@@ -20,7 +20,10 @@ declares; nothing else is looked up on a model:
   whose loop exists for some backends only names them in ``kernel_backends``, and trains
   with torch's batch steps elsewhere), and
   ``sweeps`` with ``sweep(batch)`` (one pass over all training ratings at once: ALS's exact
-  solve, a Gibbs sample), which returns the squared error after it.
+  solve, a Gibbs sample), which returns the squared error after it, and ``learns`` with
+  ``learn(batch, scale, epoch)`` (the model's own update rule on each of the loader's
+  batches, where there is no loss to differentiate: an RBM's contrastive divergence),
+  which returns the batch's squared error.
 * ``devices``: the device types the model trains on (None: any); the trainer refuses
   another before it loads data.
 * ``scalars()``: numbers the trainer logs to TensorBoard after every epoch, beside the
@@ -60,6 +63,9 @@ class RatingModel(nn.Module):
     dense_lr: float = 1e-3
     dense_reg: float = 0.0
 
+    #: The model has ``learn``: its own update rule per batch of the loader.
+    learns: ClassVar[bool] = False
+
     @property
     def sweeps(self) -> bool:
         """True when an epoch is :meth:`sweep`, one pass over all training ratings at once."""
@@ -82,6 +88,12 @@ class RatingModel(nn.Module):
         rates times ``scale``, on ``backend`` ("numba", "triton"); returns the squared errors
         met on the way, a 0-d float64 tensor on the device."""
         raise NotImplementedError(f"{type(self).__name__} has no compiled epoch (has_kernel is False)")
+
+    def learn(self, batch: Batch, scale: float, epoch: int) -> torch.Tensor:
+        """The model's update on one of the loader's batches (``group_by`` decides what it
+        holds), its learning rates times ``scale``, in (0-based) ``epoch``; returns the batch's
+        squared error, a 0-d float64 tensor on the device."""
+        raise NotImplementedError(f"{type(self).__name__} has no learn (learns is False)")
 
     def sweep(self, batch: Batch) -> torch.Tensor:
         """One pass over all training ratings (``batch`` holds them all, on the device);

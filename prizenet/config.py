@@ -58,8 +58,18 @@ def run_uid() -> str:
     return f"{os.getpid() % 10_000:04d}{secrets.token_hex(2)}"
 
 
+def sqlite_url(path: str) -> str:
+    """``sqlite:///ABSOLUTE_PATH`` for an SQLite file at ``path``, its folder made: an Optuna
+    study's storage (SQLite creates the file, not the folders above it)."""
+    file = Path(path).expanduser().resolve()
+    file.parent.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{file}"
+
+
 if not OmegaConf.has_resolver("prizenet.uid"):
     OmegaConf.register_new_resolver("prizenet.uid", run_uid, use_cache=True)
+if not OmegaConf.has_resolver("prizenet.sqlite"):
+    OmegaConf.register_new_resolver("prizenet.sqlite", sqlite_url)
 
 
 # -- the trainer's schema ----------------------------------------------------------------
@@ -153,7 +163,8 @@ MODEL_RULES: tuple[tuple[str, Rule], ...] = (
 
 # Constructor parameters the data layer fills in (``prizenet.models.model_inputs``), not settings.
 DATA_INPUTS = frozenset({"n_users", "n_items", "mu", "n_days", "nu_indptr", "nu_items", "user_mean_day",
-                         "user_day_keys", "item_indptr", "item_users", "item_ratings",
+                         "user_day_keys", "item_indptr", "item_users", "item_ratings", "rated_indptr",
+                         "rated_items", "rated_ratings", "rating_levels",
                          "watch_user", "watch_item", "watch_day"})
 
 

@@ -36,7 +36,8 @@ from prizenet.optim import RowOptimizer
 from prizenet.plots import learning_curves, save_png
 from prizenet.training import (CheckpointError, Checkpoints, RunDirError, StopAtEpochEnd, check_finite, claim_run_dir,
                                config_diff, epochs_for, find_checkpoint, flat_hparams, load_checkpoint, load_weights,
-                               log_histograms, pick_device, predict, remove_temporaries, rmse, save_npy, write_json,
+                               hold_threads, launcher_share, log_histograms, pick_device, predict, remove_temporaries, rmse, save_npy,
+                               write_json,
                                write_run_config)
 
 log = logging.getLogger("prizenet")
@@ -61,6 +62,7 @@ def train(cfg: DictConfig, out: Path, hydra_cfg: DictConfig | None = None) -> Ru
     """One run into folder ``out``; ``hydra_cfg`` (Hydra's own node) is saved beside the config."""
     check_config(cfg)  # every setting, before anything is loaded or written
     tc = cfg.trainer
+    threads = hold_threads(launcher_share(hydra_cfg))  # a launcher's share of the cores
     device = pick_device(tc.device)
     cls = get_class(cfg.model._target_)
     if cls.devices is not None and device.type not in cls.devices:  # a model that trains on some devices only
@@ -96,9 +98,9 @@ def train(cfg: DictConfig, out: Path, hydra_cfg: DictConfig | None = None) -> Ru
         if isinstance(e.__cause__, USER_ERRORS):
             raise e.__cause__ from None
         raise
-    log.info("data %s: %s ratings, %s users, %s items, %s probe, %s qualifying; device %s",
+    log.info("data %s: %s ratings, %s users, %s items, %s probe, %s qualifying; device %s, %d CPU thread%s",
              data.meta.get("name"), f"{data.n_ratings:,}", f"{data.n_users:,}", f"{data.n_items:,}",
-             f"{len(data.probe_rows):,}", f"{len(data.qual_user):,}", device)
+             f"{len(data.probe_rows):,}", f"{len(data.qual_user):,}", device, threads, "" if threads == 1 else "s")
     # Phase 1 logs to tensorboard/, phase 2 to tensorboard/final_fit/ (a run of its own in
     # TensorBoard, on its own epoch axis, its curves beside phase 1's under the same tags).
     # A resumed run hides the events of epochs after its checkpoint (logged, then lost in a

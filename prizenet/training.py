@@ -9,6 +9,7 @@ import io
 import json
 import logging
 import math
+import os
 import signal
 import threading
 import time
@@ -79,6 +80,57 @@ class ThreadTuner:
         torch.set_num_threads(self.initial)
 
 
+# -- the job's share of the machine -----------------------------------------------------
+#: Where a launcher says how many cores a job has: SLURM's allotment (the slurm and
+#: submitit presets' cpus_per_task), and OpenMP's count, which Ray sets to a task's num_cpus.
+SHARE_VARIABLES = ("SLURM_CPUS_PER_TASK", "OMP_NUM_THREADS")
+
+
+def job_threads(share: int | None = None) -> int:
+    """The cores this job may use: the fewest of the CPUs it is pinned to (``taskset``,
+    cgroups), the shares in :data:`SHARE_VARIABLES` and ``share`` (the launcher's own
+    setting, :func:`launcher_share`); the machine's cores when none is set. A launcher
+    running jobs side by side gives each its share, and the job's torch and numba threads
+    stay within it (:func:`hold_threads`)."""
+    try:
+        counts = [len(os.sched_getaffinity(0))]
+    except AttributeError:  # not Linux
+        counts = [os.cpu_count() or 1]
+    if share:
+        counts.append(int(share))
+    for name in SHARE_VARIABLES:
+        value = os.environ.get(name, "")
+        if value.isdigit() and int(value) > 0:
+            counts.append(int(value))
+    return max(1, min(counts))
+
+
+def launcher_share(hydra_cfg) -> int | None:
+    """The cores per job that the sweep's launcher was given (``cpus_per_task`` of the
+    submitit presets, ``ray.remote.num_cpus`` of the Ray one), from Hydra's own config;
+    None for the basic launcher or a run. (submitit's local executor runs every job at once
+    and pins none: this is how its jobs learn their share.)"""
+    launcher = None if hydra_cfg is None else hydra_cfg.get("launcher")
+    if launcher is None:
+        return None
+    value = launcher.get("cpus_per_task")
+    if value is None and launcher.get("ray") is not None:
+        value = (launcher.ray.get("remote") or {}).get("num_cpus")
+    return int(value) if value else None
+
+
+def hold_threads(share: int | None = None) -> int:
+    """torch's and numba's thread pools held to :func:`job_threads` (never raised); returns it."""
+    import numba
+
+    n = job_threads(share)
+    if torch.get_num_threads() > n:
+        torch.set_num_threads(n)
+    if numba.get_num_threads() > n:
+        numba.set_num_threads(n)
+    return n
+
+
 # -- how an epoch is trained: the one place that chooses ------------------------------
 class SweepEpochs:
     """An epoch is the model's ``sweep``: one pass over all rows at once (no batches), an
@@ -88,7 +140,7 @@ class SweepEpochs:
         self.model = model
         import numba  # the compiled sweeps' threads; 0: all cores (their results do not depend on it)
 
-        most = numba.config.NUMBA_NUM_THREADS
+        most = min(numba.config.NUMBA_NUM_THREADS, job_threads())  # the job's share of the cores
         numba.set_num_threads(min(threads, most) if threads > 0 else most)
         user, item, day = (torch.from_numpy(a[rows]).to(device).long() for a in (data.user, data.item, data.day))
         self.batch = Batch(user=user, item=item, day=day,

@@ -7,6 +7,7 @@
     prizenet leaderboard FOLDER...             # = python scripts/leaderboard.py
     prizenet prepare ...                       # = python scripts/prepare_data.py
     prizenet make-synthetic OUT                # = python scripts/make_synthetic.py
+    prizenet best-trial SWEEP                  # an Optuna sweep's best trial, as the command to train it
 
 Each tool's logic lives in this package (one module each, with a ``main(argv)``); the
 checkout's ``train.py`` and ``scripts/*.py`` are thin wrappers around the same functions.
@@ -25,6 +26,7 @@ COMMANDS = {
     "leaderboard": "leaderboard",
     "prepare": "prepare",
     "make-synthetic": "synthetic",
+    "best-trial": "best",
 }
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import warnings
 from pathlib import Path
 
 import hydra
@@ -25,6 +26,11 @@ from prizenet.config import config_dir
 from prizenet.run import USER_ERRORS, train
 
 log = logging.getLogger("prizenet")
+
+# conf/hydra/launcher/ray.yaml and submitit_local.yaml share their names with the plugins'
+# schemas, and Hydra warns that it checks a same-named file against the schema. Each of
+# those files sets every field the launcher takes (it needs nothing from the schema).
+warnings.filterwarnings("ignore", message=r"\n'hydra/launcher/(ray|submitit_local)' is validated against ConfigStore")
 
 
 @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="config")

@@ -108,9 +108,10 @@ def run_config(*overrides):
                                             "trainer.batch_size=512", *overrides])
 
 
-@pytest.mark.parametrize("model", ["timesvdpp", "bfm", "knn"])
+@pytest.mark.parametrize("model", ["timesvdpp", "bfm", "knn", "integrated", "rbm"])
 def test_load_run_predicts_the_runs_own_probe_and_qualifying_predictions_exactly(synthetic, tmp_path, model):
-    small = (["model.n_factors=3"] if model != "knn" else []) + ["trainer.n_epochs=3"] + (["model.burn_in=1"] if model == "bfm" else [])
+    size = {"knn": [], "rbm": ["model.n_hidden=8"], "integrated": ["model.n_factors=3", "model.k=20"]}
+    small = size.get(model, ["model.n_factors=3"]) + ["trainer.n_epochs=3"] + (["model.burn_in=1"] if model == "bfm" else [])
     out = tmp_path / "run"
     train.train(run_config("data=netflix", f"data.root={synthetic}", f"model={model}", *small), out)
     probe_model = prizenet.load_run(out, phase=1)

@@ -61,6 +61,10 @@ def test_a_two_job_sweep_through_submitit_local(tmp_path):
     assert (tmp_path / ".submitit").is_dir()  # submitit's own job folders and logs
     for run in runs:
         assert "device cpu, 1 CPU thread" in (run / "train.log").read_text()  # cpus_per_task: 1
+    from prizenet.cli import leaderboard  # the sweep folder as it is, .submitit/ and all
+
+    table = leaderboard.rows([tmp_path], None)
+    assert sorted(Path(r["run"]).name for r in table) == ["0_svd", "1_baseline"]
 
 
 def study(sweep: Path):

@@ -59,11 +59,23 @@ def run_uid() -> str:
 
 
 def sqlite_url(path: str) -> str:
-    """``sqlite:///ABSOLUTE_PATH`` for an SQLite file at ``path``, its folder made: an Optuna
-    study's storage (SQLite creates the file, not the folders above it)."""
+    """``sqlite:///ABSOLUTE_PATH`` for an SQLite file at ``path``: an Optuna study's storage,
+    its folder made (SQLite creates the file, not the folders above it) and, when Optuna is
+    installed, its tables created under a lock on ``PATH.lock``: workers started together
+    would otherwise race to create them, and one of them fail."""
     file = Path(path).expanduser().resolve()
     file.parent.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{file}"
+    url = f"sqlite:///{file}"
+    try:
+        import fcntl
+
+        import optuna
+    except ImportError:  # no sweep extra (the sweeper then says so), or not POSIX
+        return url
+    with open(file.with_name(file.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        optuna.storages.RDBStorage(url)  # creates the schema once; later workers find it
+    return url
 
 
 if not OmegaConf.has_resolver("prizenet.uid"):

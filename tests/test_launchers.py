@@ -24,11 +24,12 @@ def has(module: str) -> bool:
     return importlib.util.find_spec(module) is not None
 
 
-def train(*args, wait=True, **kw):
+def train(*args, wait=True, log: Path | None = None, **kw):
+    """train.py with ``args``: run to the end, or (``wait=False``) started, its output in ``log``."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "RAY_USAGE_STATS_ENABLED": "0"}
     cmd = [sys.executable, "train.py", *args]
     if not wait:
-        return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=open(log, "w"))
     return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=env, timeout=600, **kw)
 
 
@@ -87,9 +88,11 @@ SEARCH = ["-m", "hparams_search=svd_optuna", *TINY]
 @pytest.mark.skipif(not has("hydra_plugins.hydra_optuna_sweeper"), reason="the sweep extra is not installed")
 def test_two_optuna_workers_share_one_sqlite_study(tmp_path):
     sweep = tmp_path / "study"
-    workers = [train(*SEARCH, "hydra.sweeper.n_trials=2", f"hydra.sweep.dir={sweep}", wait=False) for _ in range(2)]
-    for w in workers:
-        assert w.wait(timeout=600) == 0
+    logs = [tmp_path / f"worker{k}.log" for k in range(2)]
+    workers = [train(*SEARCH, "hydra.sweeper.n_trials=2", f"hydra.sweep.dir={sweep}", wait=False, log=log)
+               for log in logs]
+    for w, log in zip(workers, logs):
+        assert w.wait(timeout=600) == 0, log.read_text()[-3000:]
     assert states(sweep) == {"COMPLETE": 4}  # both workers' trials, in one study
     assert len(complete_runs(sweep)) == 4  # one folder per trial, none overwritten
     values = sorted(t.value for t in study(sweep).trials)
@@ -106,12 +109,18 @@ def test_two_optuna_workers_share_one_sqlite_study(tmp_path):
 
 @pytest.mark.skipif(not has("hydra_plugins.hydra_optuna_sweeper"), reason="the sweep extra is not installed")
 def test_a_killed_workers_study_resumes(tmp_path):
+    from sqlalchemy.exc import SQLAlchemyError
+
     sweep = tmp_path / "study"
-    worker = train(*SEARCH, "hydra.sweeper.n_trials=20", f"hydra.sweep.dir={sweep}", wait=False)
+    worker = train(*SEARCH, "hydra.sweeper.n_trials=20", f"hydra.sweep.dir={sweep}", wait=False,
+                   log=tmp_path / "worker.log")
     deadline = time.time() + 300
     while time.time() < deadline and worker.poll() is None:
-        if (sweep / "optuna.db").is_file() and states(sweep).get("COMPLETE", 0) >= 2:
-            break
+        try:
+            if (sweep / "optuna.db").is_file() and states(sweep).get("COMPLETE", 0) >= 2:
+                break
+        except (KeyError, SQLAlchemyError):  # the study (or its tables) not made yet, or the file locked
+            pass
         time.sleep(0.2)
     worker.send_signal(signal.SIGKILL)
     worker.wait()

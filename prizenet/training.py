@@ -119,16 +119,28 @@ def launcher_share(hydra_cfg) -> int | None:
     return int(value) if value else None
 
 
+_held: int | None = None  # the cores hold_threads found for this process's run (its launcher's share)
+
+
 def hold_threads(share: int | None = None) -> int:
-    """torch's and numba's thread pools held to :func:`job_threads` (never raised); returns it."""
+    """torch's and numba's thread pools held to :func:`job_threads` (never raised); returns
+    it. A run calls it first; what sets threads later (a sweep's numba pool, the thread
+    tuners) stays within it (:func:`thread_cap`)."""
     import numba
 
-    n = job_threads(share)
+    global _held
+    n = _held = job_threads(share)
     if torch.get_num_threads() > n:
         torch.set_num_threads(n)
     if numba.get_num_threads() > n:
         numba.set_num_threads(n)
     return n
+
+
+def thread_cap() -> int:
+    """The most threads this process's run may use: what :func:`hold_threads` found (the
+    launcher's share included), else :func:`job_threads`."""
+    return _held if _held is not None else job_threads()
 
 
 # -- how an epoch is trained: the one place that chooses ------------------------------
@@ -140,7 +152,7 @@ class SweepEpochs:
         self.model = model
         import numba  # the compiled sweeps' threads; 0: all cores (their results do not depend on it)
 
-        most = min(numba.config.NUMBA_NUM_THREADS, job_threads())  # the job's share of the cores
+        most = min(numba.config.NUMBA_NUM_THREADS, thread_cap())  # the job's share of the cores
         numba.set_num_threads(min(threads, most) if threads > 0 else most)
         user, item, day = (torch.from_numpy(a[rows]).to(device).long() for a in (data.user, data.item, data.day))
         self.batch = Batch(user=user, item=item, day=day,

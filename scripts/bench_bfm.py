@@ -18,7 +18,6 @@ other. myFM (``pip install myfm``, C++, one core) is a benchmark-only dependency
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import platform
@@ -91,13 +90,10 @@ def myfm_fit(data, rows, probe, features: str, rank: int, samples: int, seed: in
 
 
 def netflix(args) -> dict:
-    spec = importlib.util.spec_from_file_location("bench_gpu", ROOT / "scripts" / "bench_gpu.py")
-    bg = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bg)
-    scale = args.ratings / bg.NETFLIX["ratings"]
+    import bench_gpu as bg  # scripts/ is on the path of a script run from it
+
     t = time.perf_counter()
-    data = bg.Shaped(users=max(1000, int(bg.NETFLIX["users"] * scale)), items=bg.NETFLIX["items"],
-                     ratings=args.ratings, days=bg.NETFLIX["days"], device=torch.device("cpu"))
+    data = bg.Shaped(device=torch.device("cpu"), **bg.netflix_sizes(args.ratings))
     out = {"ratings": data.n_ratings, "generate_seconds": time.perf_counter() - t, "sweeps": {}}
     rows = np.arange(data.n_ratings)
     none = np.zeros(0, np.int64)

@@ -62,10 +62,8 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     bg = bench_gpu()
     cpu = torch.device("cpu")
-    scale = args.ratings / bg.NETFLIX["ratings"]
     t = time.perf_counter()
-    data = bg.Shaped(users=max(1000, int(bg.NETFLIX["users"] * scale)), items=bg.NETFLIX["items"],
-                     ratings=args.ratings, days=bg.NETFLIX["days"], device=cpu)
+    data = bg.Shaped(device=cpu, **bg.netflix_sizes(args.ratings))
     report = {"machine": f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}",
               "date": time.strftime("%Y-%m-%d"), "ratings": data.n_ratings, "factors": args.factors,
               "generate_seconds": time.perf_counter() - t, "models": {}}

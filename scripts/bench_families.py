@@ -58,7 +58,6 @@ def peak_gb() -> float:
 
 
 def netflix(args) -> dict:
-    import importlib.util
     import time
 
     import numpy as np
@@ -67,13 +66,10 @@ def netflix(args) -> dict:
     from prizenet.models import RBM, Integrated
     from prizenet.models.knn import similarity_blocks
 
-    spec = importlib.util.spec_from_file_location("bench_gpu", ROOT / "scripts" / "bench_gpu.py")
-    bg = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bg)
-    scale = args.ratings / bg.NETFLIX["ratings"]
+    import bench_gpu as bg  # scripts/ is on the path of a script run from it
+
     t = time.perf_counter()
-    data = bg.Shaped(users=max(1000, int(bg.NETFLIX["users"] * scale)), items=bg.NETFLIX["items"],
-                     ratings=args.ratings, days=bg.NETFLIX["days"], device=torch.device("cpu"))
+    data = bg.Shaped(device=torch.device("cpu"), **bg.netflix_sizes(args.ratings))
     n, n_u, n_i = data.n_ratings, data.n_users, data.n_items
     out = {"ratings": n, "users": n_u, "items": n_i, "generate_seconds": time.perf_counter() - t,
            "peak_gb": {"data": peak_gb()}}

@@ -65,6 +65,14 @@ DRY = dict(factors=(16,), batches=(64, 256), torch_batches=3, epochs=1,
 
 
 # -- the data ---------------------------------------------------------------------------
+def netflix_sizes(ratings: int) -> dict:
+    """:class:`Shaped`'s sizes for a Netflix-like set of ``ratings``: Netflix's items and
+    days, its users scaled with the ratings (at least 1,000)."""
+    scale = ratings / NETFLIX["ratings"]
+    return dict(users=max(1000, int(NETFLIX["users"] * scale)), items=NETFLIX["items"], ratings=ratings,
+                days=NETFLIX["days"])
+
+
 class Shaped:
     """A Netflix-shaped training set: what :class:`~prizenet.data.RatingLoader` and the models
     read of a :class:`~prizenet.data.PrizeData`, rows sorted by user."""
@@ -297,9 +305,7 @@ def main(argv=None) -> int:
     if args.dry:
         sizes = dict(users=300, items=60, ratings=args.ratings or 400, days=200)
     else:
-        scale = (args.ratings or NETFLIX["ratings"]) / NETFLIX["ratings"]
-        sizes = dict(users=max(1000, int(NETFLIX["users"] * scale)), items=NETFLIX["items"],
-                     ratings=args.ratings or NETFLIX["ratings"], days=NETFLIX["days"])
+        sizes = netflix_sizes(args.ratings or NETFLIX["ratings"])
     names = args.models.split(",")
     t0 = time.perf_counter()
     report = {"mode": "dry: CPU, Triton interpreter" if args.dry else "CUDA", "versions": versions(device),

@@ -47,3 +47,31 @@ def synthetic(synthetic_src, tmp_path) -> Path:
     dst = tmp_path / "prize"
     shutil.copytree(synthetic_src, dst)
     return dst
+
+
+def tiny_ratings(seed: int, n_users: int, n_items: int, n: int):
+    """(user, item, rating, N(u) lists) of a tiny random matrix, sorted by user: distinct
+    pairs drawn among the first n_users - 1 users and n_items - 1 items, ratings 1..5, and
+    N(u) = u's rated items plus one more drawn from all items, so the last user rated
+    nothing (but is known to N) and the last item was never rated in training."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    pairs = sorted({(int(u), int(i)) for u, i in zip(rng.integers(0, n_users - 1, n), rng.integers(0, n_items - 1, n))})
+    user = np.array([p[0] for p in pairs])
+    item = np.array([p[1] for p in pairs])
+    rating = rng.integers(1, 6, len(pairs)).astype(np.float32)
+    nu = [sorted(set(item[user == u].tolist()) | {int(rng.integers(0, n_items))}) for u in range(n_users)]
+    return user, item, rating, nu
+
+
+def tape_grad(tape, table):
+    """The gradient of ``table``'s whole weight from a :func:`prizenet.models.tables.recording`
+    tape: its gathered rows' gradients summed back into their rows."""
+    import torch
+
+    grad = torch.zeros_like(table.weight)
+    for t, idx, rows, *_ in tape:
+        if t is table:
+            grad.index_add_(0, idx, rows.grad)
+    return grad

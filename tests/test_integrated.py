@@ -9,20 +9,14 @@ from prizenet.data import Batch
 from prizenet.models import Integrated
 from prizenet.models.tables import recording
 
+from conftest import tape_grad, tiny_ratings
+
 U, I, K = 7, 6, 3
 
 
 @pytest.fixture
 def data():
-    rng = np.random.default_rng(3)
-    pairs = sorted({(int(u), int(i)) for u, i in zip(rng.integers(0, U - 1, 40), rng.integers(0, I - 1, 40))})
-    user = np.array([p[0] for p in pairs])
-    item = np.array([p[1] for p in pairs])
-    rating = rng.integers(1, 6, len(pairs)).astype(np.float32)
-    # N(u): the rated items plus one "qualifying" item per user (user U-1 rated nothing;
-    # item I-1 was never rated in training)
-    nu = [sorted(set(item[user == u].tolist()) | {int(rng.integers(0, I))}) for u in range(U)]
-    return user, item, rating, nu
+    return tiny_ratings(3, U, I, 40)  # user U-1 rated nothing, item I-1 was never rated
 
 
 def model(data, **kw):
@@ -123,12 +117,7 @@ def test_the_gradients_of_w_and_c_equal_autograd_through_the_formula(data):
     loss.backward()
     with recording(m) as tape:
         (0.5 * ((m(batch(user, item)) - torch.from_numpy(rating)) ** 2).sum()).backward()
-    gw, gc = torch.zeros_like(w), torch.zeros_like(c)
-    for table, idx, rows, *_ in tape:
-        if table is m.w:
-            gw.index_add_(0, idx, rows.grad)
-        if table is m.c:
-            gc.index_add_(0, idx, rows.grad)
+    gw, gc = tape_grad(tape, m.w), tape_grad(tape, m.c)
     assert torch.allclose(gw, w.grad, atol=1e-5) and torch.allclose(gc, c.grad, atol=1e-5)
     assert w.grad.abs().sum() > 0 and c.grad.abs().sum() > 0
 

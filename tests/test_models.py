@@ -9,7 +9,7 @@ from prizenet.models import SVD, Baseline
 from prizenet.models.tables import recording
 from prizenet.optim import RowOptimizer
 
-from conftest import BACKENDS
+from conftest import BACKENDS, tape_grad
 
 U, I = 5, 4
 user = torch.tensor([0, 0, 1, 2, 3, 3, 3, 1])
@@ -175,12 +175,7 @@ def test_svdpp_gradients_match_autograd_through_the_formula():
     loss.backward()
     with recording(m) as tape:
         (0.5 * ((m(grouped()) - rating) ** 2).sum()).backward()
-    gy, gp = torch.zeros_like(y), torch.zeros_like(pu)
-    for table, idx, rows, *_ in tape:
-        if table is m.yj:
-            gy.index_add_(0, idx, rows.grad)
-        if table is m.pu:
-            gp.index_add_(0, idx, rows.grad)
+    gy, gp = tape_grad(tape, m.yj), tape_grad(tape, m.pu)
     assert torch.allclose(gy, y.grad, atol=1e-5) and torch.allclose(gp, pu.grad, atol=1e-5)
 
 
@@ -273,11 +268,7 @@ def test_time_svdpp_matches_the_formula_and_its_gradients():
         (0.5 * ((pred - rating) ** 2).sum()).backward()
     assert np.allclose(pred.detach().numpy(), preds, atol=1e-5)
     for name, leaf in leaves.items():
-        g = torch.zeros_like(leaf)
-        for table, idx, rows, *_ in tape:
-            if table is getattr(m, name):
-                g.index_add_(0, idx, rows.grad)
-        assert torch.allclose(g, leaf.grad, atol=1e-5), name
+        assert torch.allclose(tape_grad(tape, getattr(m, name)), leaf.grad, atol=1e-5), name
 
 
 @pytest.mark.parametrize("make", [svdpp, time_svdpp])

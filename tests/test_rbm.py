@@ -8,20 +8,15 @@ import torch
 from prizenet.data import Batch
 from prizenet.models import RBM
 
+from conftest import tiny_ratings
+
 U, I, F = 6, 5, 4
 LEVELS = np.array([1.0, 2.0, 3.0, 4.0, 5.0], np.float32)
 
 
 @pytest.fixture
 def data():
-    rng = np.random.default_rng(7)
-    pairs = sorted({(int(u), int(i)) for u, i in zip(rng.integers(0, U - 1, 25), rng.integers(0, I - 1, 25))})
-    user = np.array([p[0] for p in pairs])
-    item = np.array([p[1] for p in pairs])
-    rating = rng.integers(1, 6, len(pairs)).astype(np.float32)
-    # N(u): rated items plus one more (user U-1 rated nothing, item I-1 was never rated)
-    nu = [sorted(set(item[user == u].tolist()) | {int(rng.integers(0, I))}) for u in range(U)]
-    return user, item, rating, nu
+    return tiny_ratings(7, U, I, 25)  # user U-1 rated nothing, item I-1 was never rated
 
 
 def csr(rows, cols, values, n):

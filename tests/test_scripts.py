@@ -90,3 +90,14 @@ def test_bench_knn_and_bench_defaults_run_tiny(tmp_path):
     assert out.returncode == 0, out.stderr[-3000:]
     report = json.loads(out.stdout[: out.stdout.index("\n|")])
     assert 0.9 < report["prizenet"]["baseline"]["probe_rmse"] < 1.0
+
+
+def test_bench_families_netflix_mode_runs_tiny():
+    out = run("scripts/bench_families.py", "--netflix", "--ratings", "20000", "--blocks", "1")
+    assert out.returncode == 0, out.stderr[-3000:]
+    report = json.loads(out.stdout)
+    assert report["knn_similarities"]["blocks"] == 18 and report["integrated_similarities"]["kind"] == "pearson"
+    for part in ("integrated_epoch", "rbm_epoch"):
+        assert report[part]["seconds"] > 0 and report[part]["estimated_epoch_seconds"] >= report[part]["seconds"]
+    assert set(report["peak_gb"]) == {"data", "knn_similarities", "integrated_similarities", "integrated_epoch",
+                                      "rbm_epoch"}

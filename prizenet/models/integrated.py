@@ -55,7 +55,7 @@ from ..data import Batch
 from .baseline import shrunk_mean
 from .knn import similarity_blocks
 from .svdpp import SVDpp
-from .tables import SparseTable
+from .tables import SparseTable, csr_rows
 
 PAIRS = 1 << 22  # (pair, neighbour) entries gathered at once by forward
 
@@ -81,7 +81,7 @@ class Integrated(SVDpp):
         indptr = torch.from_numpy(np.ascontiguousarray(rated_indptr, np.int64))
         items = torch.from_numpy(np.ascontiguousarray(rated_items, np.int64))
         r = torch.from_numpy(np.ascontiguousarray(rated_ratings, np.float32))
-        users = torch.repeat_interleave(torch.arange(n_users), indptr[1:] - indptr[:-1])
+        users = csr_rows(indptr)
         bi0 = shrunk_mean(items, r - float(mu), n_items, reg_base_i)
         bu0 = shrunk_mean(users, r - float(mu) - bi0[items], n_users, reg_base_u)
         self.register_buffer("bu0", bu0)  # b̃u, b̃i: the fixed baseline of the residuals
@@ -102,9 +102,7 @@ class Integrated(SVDpp):
         if bool(self.found):
             return
         n_u, n_i = self.bu.weight.shape[0], self.bi.weight.shape[0]
-        indptr = self.rated_indptr
-        users = torch.repeat_interleave(torch.arange(n_u, device=indptr.device), indptr[1:] - indptr[:-1])
-        for a, b, s, _, _ in similarity_blocks(users, self.rated_items, self.rated_resid, n_u, n_i, "pearson",
+        for a, b, s, _, _ in similarity_blocks(csr_rows(self.rated_indptr), self.rated_items, self.rated_resid, n_u, n_i, "pearson",
                                                self.shrink, self.block):
             j = torch.arange(a, b, device=s.device)
             s[j, j - a] = -torch.inf  # never its own neighbour
@@ -147,13 +145,9 @@ class Integrated(SVDpp):
         """(sorted user·n_items + item keys of R(u), the residuals in that order, keys of N(u))."""
         if self._keys is None or self._keys[0].device != self.rated_items.device:
             n_items = self.bi.weight.shape[0]
-            indptr = self.rated_indptr
-            users = torch.repeat_interleave(torch.arange(len(indptr) - 1, device=indptr.device), indptr[1:] - indptr[:-1])
-            rated = users * n_items + self.rated_items
+            rated = csr_rows(self.rated_indptr) * n_items + self.rated_items
             order = torch.argsort(rated)
-            nu = self.nu_indptr.to(indptr.device)
-            nu_users = torch.repeat_interleave(torch.arange(len(nu) - 1, device=nu.device), nu[1:] - nu[:-1])
-            nu_keys = torch.sort(nu_users * n_items + self.nu_items.to(nu.device).long()).values
+            nu_keys = torch.sort(csr_rows(self.nu_indptr) * n_items + self.nu_items.long()).values
             self._keys = (rated[order], self.rated_resid[order], nu_keys)
         return self._keys
 

@@ -61,7 +61,7 @@ import torch
 from ..data import Batch
 from .base import RatingModel
 from .svdpp import implicit_buffer, ratings_per, users_of
-from .tables import budget_spans
+from .tables import budget_spans, csr_rows, csr_segments
 
 ENTRIES = 1 << 23  # [rows, K, F] entries gathered at once when predicting
 
@@ -158,7 +158,7 @@ class RBM(RatingModel):
         out = torch.zeros(len(cases), self.n_hidden, device=self.W.device)
         if not self.conditional or len(cases) == 0:
             return out
-        seg, pos = _segments(self.imp_indptr, cases)
+        seg, pos = csr_segments(self.imp_indptr, cases)
         return out.index_add_(0, seg, self.D.index_select(0, self.imp_units.index_select(0, pos).long()))
 
     def hidden(self, cases: torch.Tensor, logits: bool = False) -> torch.Tensor:
@@ -169,7 +169,7 @@ class RBM(RatingModel):
         ends = torch.cumsum(self.case_indptr[cases + 1] - self.case_indptr[cases], 0).cpu()
         parts = []
         for a, b in budget_spans(ends, max(1, ENTRIES // self.n_hidden)):
-            seg, pos = _segments(self.case_indptr, cases[a:b])
+            seg, pos = csr_segments(self.case_indptr, cases[a:b])
             x = self.bh + self.implicit(cases[a:b])
             x = x.index_add(0, seg, self.W[self.case_units[pos], self.case_levels[pos]])
             parts.append(x if logits else torch.sigmoid(x))
@@ -222,7 +222,7 @@ class RBM(RatingModel):
         self._step("bv", torch.zeros_like(self.bv).index_add_(0, unit, v0 - v) / per_unit[:, None], scale)
         self._step("bh", (ph0 - ph).sum(0) / max(n_b, 1), scale)
         if self.conditional:
-            seg, pos = _segments(self.imp_indptr, cases)
+            seg, pos = csr_segments(self.imp_indptr, cases)
             j = self.imp_units.index_select(0, pos).long()
             per_j = ratings_per(j, self.n_units).clamp(min=1).to(Wi.dtype)
             dD = torch.zeros_like(self.D).index_add_(0, j, (ph0 - ph).index_select(0, seg))
@@ -239,18 +239,8 @@ class RBM(RatingModel):
 
 def _transpose(indptr: torch.Tensor, cols: torch.Tensor, n_cols: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The CSR (``indptr``, ``cols``) of rows x ``n_cols`` transposed: N(i) from N(u)."""
-    rows = torch.repeat_interleave(torch.arange(len(indptr) - 1), indptr[1:] - indptr[:-1])
+    rows = csr_rows(indptr)
     order = torch.argsort(cols.long(), stable=True)
     t_indptr = torch.zeros(n_cols + 1, dtype=torch.int64)
     t_indptr[1:] = torch.cumsum(torch.bincount(cols.long(), minlength=n_cols), 0)
     return t_indptr, rows[order].to(torch.int32)
-
-
-def _segments(indptr: torch.Tensor, users: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """For the CSR ``indptr`` and ``users``: (each entry's index among ``users``, its position
-    in the CSR's columns), the entries of the users one after another."""
-    start = indptr[users]
-    count = indptr[users + 1] - start
-    seg = torch.repeat_interleave(torch.arange(len(users), device=users.device), count)
-    first = torch.cumsum(count, 0) - count
-    return seg, torch.arange(len(seg), device=users.device) - first[seg] + start[seg]

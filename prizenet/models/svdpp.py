@@ -50,7 +50,7 @@ import torch
 
 from ..data import Batch
 from .base import RatingModel
-from .tables import SparseTable, budget_spans
+from .tables import SparseTable, budget_spans, csr_segments
 
 from .. import kernels
 
@@ -95,13 +95,10 @@ def implicit_sum(y: SparseTable, nu_indptr: torch.Tensor, nu_items: torch.Tensor
 
 
 def _implicit_chunk(y, nu_indptr, nu_items, users, n_ratings=None, rows=None):
-    start = nu_indptr[users]
-    count = nu_indptr[users + 1] - start
-    seg = torch.repeat_interleave(torch.arange(len(users), device=users.device), count, output_size=rows)
-    first = torch.cumsum(count, 0) - count
-    pos = torch.arange(len(seg), device=users.device) - first[seg] + start[seg]
+    seg, pos = csr_segments(nu_indptr, users, rows)
     rows = y(nu_items.index_select(0, pos).long(), uses=None if n_ratings is None else n_ratings[seg])
     z = torch.zeros(len(users), rows.shape[1], device=rows.device, dtype=rows.dtype).index_add(0, seg, rows)
+    count = nu_indptr[users + 1] - nu_indptr[users]
     return z * count.clamp(min=1).to(rows.dtype).rsqrt().unsqueeze(1)
 
 

@@ -127,6 +127,22 @@ def repeats(idx: torch.Tensor) -> torch.Tensor:
     return torch.empty_like(idx).index_copy_(0, order, length.index_select(0, run))
 
 
+def csr_rows(indptr: torch.Tensor) -> torch.Tensor:
+    """The row of each entry of a CSR with offsets ``indptr`` (a user per rating)."""
+    return torch.repeat_interleave(torch.arange(len(indptr) - 1, device=indptr.device), indptr[1:] - indptr[:-1])
+
+
+def csr_segments(indptr: torch.Tensor, rows: torch.Tensor, total: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The entries of CSR rows ``rows``, one row after another: (each entry's index in
+    ``rows``, its position in the CSR's columns). ``total``, the number of entries when the
+    caller knows it on the host, spares the device a sync to learn it."""
+    start = indptr[rows]
+    count = indptr[rows + 1] - start
+    seg = torch.repeat_interleave(torch.arange(len(rows), device=rows.device), count, output_size=total)
+    first = torch.cumsum(count, 0) - count
+    return seg, torch.arange(len(seg), device=rows.device) - first[seg] + start[seg]
+
+
 def budget_spans(ends: torch.Tensor, budget: int) -> list[tuple[int, int]]:
     """Consecutive spans ``[a, b)`` of segments whose cumulative sizes are ``ends`` (a CPU
     tensor; segment k ends at ``ends[k]``), each of about ``budget`` rows and at least one

@@ -5,7 +5,7 @@ import numba
 import numpy as np
 import torch
 
-from .svdpp import update_y, user_z
+from .svdpp import factor_dot, step_factors, update_y, user_z
 
 
 def integrated(user, item, rating, bounds, order, nu_indptr, nu_items, rated_indptr, rated_items, rated_resid,
@@ -56,18 +56,9 @@ def sgd_integrated(user, item, rating, bounds, order, nu_indptr, nu_items, rated
                     n_c += 1
             norm_r = np.float32(1.0 / np.sqrt(max(n_r, 1)))
             norm_c = np.float32(1.0 / np.sqrt(max(n_c, 1)))
-            dot = np.float32(0.0)
-            for f in range(f_dim):
-                dot += qi[i, f] * (pu[u, f] + z[f])
-            e = rating[n] - (mu + bu[u] + bi[i] + dot + s_r * norm_r + s_c * norm_c)
+            e = rating[n] - (mu + bu[u] + bi[i] + factor_dot(pu, qi, z, u, i) + s_r * norm_r + s_c * norm_c)
             sse += e * e
-            bu[u] += lr[0] * (e - reg[0] * bu[u])
-            bi[i] += lr[1] * (e - reg[1] * bi[i])
-            for f in range(f_dim):
-                p, q = pu[u, f], qi[i, f]
-                acc[f] += e * q
-                pu[u, f] += lr[2] * (e * q - reg[2] * p)
-                qi[i, f] += lr[3] * (e * (p + z[f]) - reg[3] * q)
+            step_factors(e, u, i, bu, bi, pu, qi, z, acc, lr, reg)
             g_r = e * norm_r
             g_c = e * norm_c
             for t in range(k):

@@ -1,5 +1,6 @@
 """The per-user SGD of SVD++ (``prizenet.models.svdpp``, whose docstring has the rule and
-the updates), compiled for the CPU; ``user_z`` and ``update_y`` serve timeSVD++ too."""
+the updates), compiled for the CPU; ``user_z`` and ``update_y`` serve timeSVD++ too, and
+``factor_dot`` and ``step_factors`` the integrated model, whose factor part is SVD++'s."""
 
 import numba
 import numpy as np
@@ -34,6 +35,28 @@ def update_y(yj, nu_items, j0, j1, acc, norm, lr, reg):
         for f in range(yj.shape[1]):
             yj[j, f] += lr * (acc[f] * norm - reg * yj[j, f])
 
+@numba.njit(fastmath=True, nogil=True, cache=True, inline="always")  # inlined: the per-rating hot loop
+def factor_dot(pu, qi, z, u, i):
+    """qi[i]ᵀ (pu[u] + z), z = |N(u)|^-½ Σ y[j]."""
+    dot = np.float32(0.0)
+    for f in range(pu.shape[1]):
+        dot += qi[i, f] * (pu[u, f] + z[f])
+    return dot
+
+
+@numba.njit(fastmath=True, nogil=True, cache=True, inline="always")
+def step_factors(e, u, i, bu, bi, pu, qi, z, acc, lr, reg):
+    """SVD++'s per-rating updates of bu, bi, pu, qi for the error ``e``; e·qi[i] added to
+    ``acc``, the y gradient of the user (``update_y`` applies it once the user ends)."""
+    bu[u] += lr[0] * (e - reg[0] * bu[u])
+    bi[i] += lr[1] * (e - reg[1] * bi[i])
+    for f in range(pu.shape[1]):
+        p, q = pu[u, f], qi[i, f]
+        acc[f] += e * q
+        pu[u, f] += lr[2] * (e * q - reg[2] * p)
+        qi[i, f] += lr[3] * (e * (p + z[f]) - reg[3] * q)
+
+
 @numba.njit(fastmath=True, nogil=True, cache=True)
 def sgd_pp(user, item, rating, bounds, order, nu_indptr, nu_items, mu, bu, bi, pu, qi, yj, lr, reg):
     k = pu.shape[1]
@@ -47,17 +70,8 @@ def sgd_pp(user, item, rating, bounds, order, nu_indptr, nu_items, mu, bu, bi, p
         acc[:] = 0.0
         for n in range(a, b):
             i = item[n]
-            dot = np.float32(0.0)
-            for f in range(k):
-                dot += qi[i, f] * (pu[u, f] + z[f])
-            e = rating[n] - (mu + bu[u] + bi[i] + dot)
+            e = rating[n] - (mu + bu[u] + bi[i] + factor_dot(pu, qi, z, u, i))
             sse += e * e
-            bu[u] += lr[0] * (e - reg[0] * bu[u])
-            bi[i] += lr[1] * (e - reg[1] * bi[i])
-            for f in range(k):
-                p, q = pu[u, f], qi[i, f]
-                acc[f] += e * q
-                pu[u, f] += lr[2] * (e * q - reg[2] * p)
-                qi[i, f] += lr[3] * (e * (p + z[f]) - reg[3] * q)
+            step_factors(e, u, i, bu, bi, pu, qi, z, acc, lr, reg)
         update_y(yj, nu_items, j0, j1, acc, norm, lr[4], reg[4])
     return sse

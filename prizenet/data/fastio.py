@@ -155,7 +155,7 @@ def parse_predictions(buf: np.ndarray, name: str) -> tuple[np.ndarray, np.ndarra
     value, ok = _decimal(buf, s, e)
     if not ok.all():
         j = int(np.argmin(ok))
-        _fail(name, int(b_idx[j]), buf, s[j], e[j])
+        _fail(name, int(b_idx[j]), buf, s[j], e[j], f"in movie block {int(block[j]) + 1}, '{int(movie[j])}:'")
     return movie, value
 
 

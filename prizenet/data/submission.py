@@ -195,13 +195,35 @@ def score(submission: str | Path, answers: str | Path, reference: float | None =
     Prize's judge did; ``clipped`` counts them.
     """
     key = read_answers(answers, rating_scale)
-    lo, hi = key.attrs["rating_scale"]
     movie, pred = read_submission(submission)
-    check_against(submission, movie, key["movie_id"].to_numpy(), f"the answer key {answers}")
+    return judge(movie, pred, Key.of(key), reference, str(submission), f"the answer key {answers}")
+
+
+class Key:
+    """An answer key as arrays: the qualifying order's movie ids, the true ratings, which
+    pairs are in the quiz half, and the rating scale predictions are clipped to."""
+
+    def __init__(self, movie: np.ndarray, rating: np.ndarray, quiz: np.ndarray, rating_scale: tuple[float, float]):
+        self.movie, self.rating, self.quiz = movie, rating, quiz
+        self.rating_scale = (float(rating_scale[0]), float(rating_scale[1]))
+
+    @classmethod
+    def of(cls, frame: pd.DataFrame) -> "Key":
+        """From :func:`read_answers`' frame."""
+        return cls(frame["movie_id"].to_numpy(), frame["rating"].to_numpy(np.float64),
+                   (frame["subset"] == "quiz").to_numpy(), frame.attrs["rating_scale"])
+
+
+def judge(movie: np.ndarray, pred: np.ndarray, key: Key, reference: float | None = None,
+          name: str = "the submission", key_name: str = "the answer key") -> dict:
+    """:func:`score`'s judgement of parsed predictions (``movie``, ``pred`` in file order,
+    as :func:`read_submission` gives them): the blocks checked against the key's, then
+    quiz, test and overall RMSE of the predictions clipped to the rating scale."""
+    lo, hi = key.rating_scale
+    check_against(name, movie, key.movie, key_name)
     clipped = int(((pred < lo) | (pred > hi)).sum())
     pred = np.clip(pred, lo, hi)
-    truth = key["rating"].to_numpy()
-    quiz = (key["subset"] == "quiz").to_numpy()
+    truth, quiz = key.rating, key.quiz
     out = {"quiz_rmse": rmse(pred[quiz], truth[quiz]) if quiz.any() else None,
            "test_rmse": rmse(pred[~quiz], truth[~quiz]) if (~quiz).any() else None,
            "rmse": rmse(pred, truth), "n": int(len(pred)), "reference": reference,

@@ -107,6 +107,7 @@ class TrainerSchema:
     checkpoint_every: int = MISSING
     checkpoint_seconds: float = MISSING
     diverge_rmse: float = MISSING
+    submit_to: Optional[str] = None
 
 
 ConfigStore.instance().store(group="trainer", name="schema", node=TrainerSchema)
@@ -202,6 +203,13 @@ def check_trainer(tc) -> None:
         if (why := rule.problem(value)) is not None:
             raise _fail(f"trainer.{key}", value, why)
     _check_device(tc.device)
+    if tc.submit_to is not None:  # checked now, not after hours of training
+        from prizenet.judge.client import TOKEN_ENV
+        if not str(tc.submit_to).startswith(("http://", "https://")):
+            raise _fail("trainer.submit_to", tc.submit_to, "the judging service's URL, http://HOST:PORT")
+        if not os.environ.get(TOKEN_ENV):
+            raise ConfigError(f"trainer.submit_to={tc.submit_to!r} needs the team's token in ${TOKEN_ENV} "
+                              f"(prizenet judge signup prints it)")
 
 
 def _rule_for(name: str) -> Rule | None:

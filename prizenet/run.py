@@ -166,6 +166,8 @@ def train(cfg: DictConfig, out: Path, hydra_cfg: DictConfig | None = None) -> Ru
         metrics["quiz_rmse"] = rmse(qual_pred[quiz], data.qual_rating[quiz])
         metrics["test_rmse"] = rmse(qual_pred[~quiz], data.qual_rating[~quiz])
     write_json(out / "metrics.json", metrics)
+    if tc.submit_to:
+        send_to_judge(tc.submit_to, out, f"{metrics['model']}, probe {probe_rmse:.4f}, {out.name}")
     fig = learning_curves(hist1, hist2, f"{metrics['model']} on {metrics['dataset']}")
     save_png(fig, out / "learning_curve.png")
     writer.add_figure("learning_curve", fig, close=False)
@@ -176,6 +178,24 @@ def train(cfg: DictConfig, out: Path, hydra_cfg: DictConfig | None = None) -> Ru
     result = RunResult(metrics)
     result.model, result.data = model, data
     return result
+
+
+def send_to_judge(url: str, out: Path, note: str) -> None:
+    """Send the run's submission to a judging service and log its quiz score; the answer
+    (or the refusal) is kept in ``judge.json``. A refusal is logged, not raised: the run's
+    outputs are all written by now, and ``prizenet judge submit`` can send them later."""
+    from prizenet.judge import client
+    try:
+        answer = client.submit(url, out / "submission.txt", note=note)
+    except client.JudgeError as e:
+        log.error("the judging service did not score the submission: %s (send it later with: prizenet judge "
+                  "submit %s --url %s)", e, out / "submission.txt", url)
+        write_json(out / "judge.json", {"url": url, "error": str(e)})
+        return
+    imp = "" if answer["improvement_pct"] is None else f", {answer['improvement_pct']:+.2f}% over the reference"
+    log.info("judged at %s: quiz RMSE %.5f%s (submission #%d; %d left today)", url, answer["quiz_rmse"], imp,
+             answer["id"], answer["left_today"])
+    write_json(out / "judge.json", {"url": url, **answer})
 
 
 def run_hparams(cfg: DictConfig, metrics: dict) -> dict:
@@ -315,7 +335,7 @@ def _best(history: list[dict]) -> int:
 def _run_config(cfg: DictConfig) -> dict:
     """What must match for a checkpoint to continue this run (everything but resume)."""
     c = OmegaConf.to_container(cfg, resolve=True)
-    c["trainer"] = {k: v for k, v in c["trainer"].items() if k not in ("resume", "progress", "threads", "checkpoint_every", "checkpoint_seconds")}
+    c["trainer"] = {k: v for k, v in c["trainer"].items() if k not in ("resume", "progress", "threads", "checkpoint_every", "checkpoint_seconds", "submit_to")}
     return c
 
 

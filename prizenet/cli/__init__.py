@@ -8,6 +8,7 @@
     prizenet prepare ...                       # = python scripts/prepare_data.py
     prizenet make-synthetic OUT                # = python scripts/make_synthetic.py
     prizenet best-trial SWEEP                  # an Optuna sweep's best trial, as the command to train it
+    prizenet judge serve|submit|...            # the judging service: teams, submissions, leaderboard
 
 Each tool's logic lives in this package (one module each, with a ``main(argv)``); the
 checkout's ``train.py`` and ``scripts/*.py`` are thin wrappers around the same functions.
@@ -27,6 +28,7 @@ COMMANDS = {
     "prepare": "prepare",
     "make-synthetic": "synthetic",
     "best-trial": "best",
+    "judge": "judge",
 }
 
 

@@ -9,7 +9,6 @@ import json
 import os
 import re
 import socket
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -24,7 +23,9 @@ pytest.importorskip("fastapi", reason="the judging service needs the judge extra
 from prizenet.cli import judge as judge_cli  # noqa: E402
 from prizenet.data import DataFormatError  # noqa: E402
 from prizenet.data.submission import read_answers, score, write_answers, write_submission  # noqa: E402
-from prizenet.judge import client  # noqa: E402
+import sqlalchemy as sa  # noqa: E402
+
+from prizenet.judge import client, store  # noqa: E402
 from prizenet.judge.service import spawn  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -63,14 +64,24 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-class Server:
-    """``prizenet judge create`` then ``prizenet judge serve`` in a process of its own."""
+#: A PostgreSQL database the HTTP tests also run on (its tables are dropped first), e.g.
+#: postgresql+psycopg2://judge:judge@127.0.0.1/judge; .ci/run starts one. Unset: SQLite only.
+POSTGRES = os.environ.get("PRIZENET_TEST_POSTGRES")
 
-    def __init__(self, folder: Path, key: Path, *options: str):
-        self.db = f"sqlite:///{folder / 'contest.db'}"
-        self.path = folder / "contest.db"
+
+class Server:
+    """``prizenet judge create`` then ``prizenet judge serve`` in a process of its own, on
+    SQLite in ``folder`` or on the PostgreSQL database ``db``."""
+
+    def __init__(self, folder: Path, key: Path, *options: str, db: str | None = None):
+        self.db = db or f"sqlite:///{folder / 'contest.db'}"
+        if db:
+            eng = store.engine(db)
+            store.metadata.drop_all(eng)
+            eng.dispose()
         assert judge_cli.main(["create", "--answers", str(key), "--db", self.db, "--pow-bits", "8", *options]) == 0
         self.proc, self.url = spawn(key, self.db, log=folder / "server.log")
+        self.engine = store.engine(self.db)
 
     def get(self, path: str, token: str | None = None) -> tuple[int, str]:
         req = urllib.request.Request(self.url + path, headers={"Authorization": f"Bearer {token}"} if token else {})
@@ -90,22 +101,26 @@ class Server:
             return e.code, json.loads(e.read() or b"{}"), e.headers
 
     def rows(self, sql: str) -> list:
-        with sqlite3.connect(self.path) as conn:
-            return conn.execute(sql).fetchall()
+        with self.engine.connect() as conn:
+            return [tuple(r) for r in conn.execute(sa.text(sql)).all()]
 
     def stop(self) -> None:
         self.proc.terminate()
         self.proc.wait(30)
+        self.engine.dispose()
 
 
-@pytest.fixture
-def server(tmp_path, key):
+@pytest.fixture(params=["sqlite", "postgresql"])
+def server(request, tmp_path, key):
+    """Starts servers on the backend of the test's parameter."""
+    if request.param == "postgresql" and not POSTGRES:
+        pytest.skip("no PostgreSQL to test on: set PRIZENET_TEST_POSTGRES to a database URL (.ci/run starts one)")
     made = []
 
     def start(*options: str) -> Server:
         folder = tmp_path / f"server{len(made)}"
         folder.mkdir()
-        made.append(Server(folder, key, *options))
+        made.append(Server(folder, key, *options, db=POSTGRES if request.param == "postgresql" else None))
         return made[-1]
 
     yield start
@@ -146,6 +161,7 @@ def test_whole_flow_over_http(server, key, tmp_path):
     assert board["rows"][0]["submissions"] == 2 and board["rows"][1]["submissions"] == 1
     assert board["rows"][0]["improvement_pct"] == pytest.approx(100 * (1.1 - want_a["quiz_rmse"]) / 1.1)
     assert all("test_rmse" not in r for r in board["rows"])
+    assert [x["rmse"] for x in board["lines"]] == [pytest.approx(0.99), pytest.approx(1.1)]
     status, page = s.get("/")
     assert status == 200 and "Alpha" in page and f"{want_a['quiz_rmse']:.4f}" in page and "Test RMSE" not in page
 
@@ -312,10 +328,9 @@ def test_a_spent_challenge_cannot_sign_up_twice(server):
 def test_tokens_are_stored_hashed(server):
     s = server()
     token = signup(s.url, "Secretive")
-    with sqlite3.connect(s.path) as conn:
-        for (table,) in conn.execute("select name from sqlite_master where type='table'").fetchall():
-            for row in conn.execute(f"select * from {table}").fetchall():
-                assert not any(isinstance(v, str) and token in v for v in row), table
+    for table in store.metadata.sorted_tables:
+        for row in s.rows(f"select * from {table.name}"):
+            assert not any(isinstance(v, str) and token in v for v in row), table.name
     assert s.rows("select token_sha256 from teams") == [(hashlib.sha256(token.encode()).hexdigest(),)]
     assert s.get("/api/team", token)[0] == 200
     assert s.get("/api/team", token[:-1] + "x")[0] == 401
@@ -359,7 +374,7 @@ def test_serve_refuses_another_answer_key(key, tmp_path):
     assert judge_cli.main(["create", "--answers", str(key), "--db", db]) == 0
     other = tmp_path / "other.csv"
     other.write_text(key.read_text().replace(",quiz\n", ",test\n", 1))
-    from prizenet.judge import contest, store
+    from prizenet.judge import contest
     with pytest.raises(ValueError, match="made with another key"):
         contest.Judge(store.engine(db), *contest.load_key(other))
     assert judge_cli.main(["create", "--answers", str(key), "--db", db]) == 2  # one contest per database
@@ -466,8 +481,10 @@ def test_leaderboard_page_in_a_browser(server, key, tmp_path):
             page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
             page.goto(s.url + "/")
             assert page.title() == "Browser Prize: leaderboard"
-            rows = page.locator("#leaderboard tbody tr")
+            rows = page.locator("#leaderboard tbody tr:not(.line)")
             assert rows.count() == 2
+            lines = page.locator("#leaderboard tr.line").all_inner_texts()  # the Prize's lines in the sand
+            assert lines == ["Grand prize: 10% better than the reference: RMSE 1.0800", "The reference: RMSE 1.2000"]
             assert rows.nth(0).locator("td").nth(1).inner_text() == evil  # shown as text
             assert page.locator("#leaderboard img").count() == 0
             headers = page.locator("#leaderboard thead th").all_inner_texts()

@@ -101,3 +101,13 @@ def test_bench_families_netflix_mode_runs_tiny():
         assert report[part]["seconds"] > 0 and report[part]["estimated_epoch_seconds"] >= report[part]["seconds"]
     assert set(report["peak_gb"]) == {"data", "knn_similarities", "integrated_similarities", "integrated_epoch",
                                       "rbm_epoch"}
+
+
+@pytest.mark.skipif(importlib.util.find_spec("fastapi") is None, reason='the judge extra is not installed (pip install -e ".[dev]")')
+def test_bench_judge_runs_tiny(synthetic):
+    out = run("scripts/bench_judge.py", "--root", synthetic, "--teams", 3, "--rounds", 2, "--readers", 2,
+              "--skip-netflix")
+    assert out.returncode == 0, out.stderr[-3000:]
+    load = json.loads(out.stdout)["load"]
+    assert load["accepted"] == load["stored"] == 6 and load["lost"] == load["double"] == 0
+    assert load["over_limit_refused"] == 3 and load["board_counts"] == 6 and load["max_per_team"] == 2

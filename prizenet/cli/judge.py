@@ -51,6 +51,8 @@ def _contest_args(p: argparse.ArgumentParser) -> None:
                                                                  "in prizenet.judge.contest.DEFAULT_RULES)")
     p.add_argument("--reference", type=_reference, default=None,
                    help="the RMSE improvements are counted against ('cinematch': 0.9514, Netflix data only)")
+    p.add_argument("--target-pct", type=float, default=10.0,
+                   help="the leaderboard's grand-prize line: this %% better than the reference (the Prize's 10)")
     p.add_argument("--opens", type=_when, help="UTC, ISO 8601; default: open now")
     p.add_argument("--closes", type=_when, help="UTC; submissions stop then (default: when the organiser closes)")
     p.add_argument("--daily-limit", type=int, default=1, help="scored submissions per team per UTC day")
@@ -65,7 +67,7 @@ def _create(engine, args) -> dict:
     from prizenet.judge import contest
     return contest.create(
         engine, args.answers, args.name, rules=args.rules.read() if args.rules else contest.DEFAULT_RULES,
-        reference_rmse=args.reference, opens_at=args.opens, closes_at=args.closes, daily_limit=args.daily_limit,
+        reference_rmse=args.reference, target_pct=args.target_pct, opens_at=args.opens, closes_at=args.closes, daily_limit=args.daily_limit,
         max_upload_bytes=int(args.max_upload_mb * (1 << 20)), pow_bits=args.pow_bits,
         signups_per_hour=args.signups_per_hour, attempts_per_hour=args.attempts_per_hour)
 

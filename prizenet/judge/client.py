@@ -49,11 +49,14 @@ def solve(challenge: str, bits: int) -> str:
 
 
 def _request(url: str, method: str = "GET", body: bytes | None = None, headers: dict | None = None,
-             timeout: float = 300.0) -> dict:
+             timeout: float = 300.0, raw: bool = False):
+    """The answer's JSON (its bytes with ``raw``); a refusal as :class:`JudgeError` with the
+    service's message and status."""
     req = urllib.request.Request(url, data=body, method=method, headers=headers or {})
     try:
         with urllib.request.urlopen(req, timeout=timeout) as resp:
-            return json.loads(resp.read() or b"{}")
+            data = resp.read()
+            return data if raw else json.loads(data or b"{}")
     except urllib.error.HTTPError as e:
         text = e.read().decode("utf-8", "replace")
         try:

@@ -95,7 +95,7 @@ def load_key(path: str | Path) -> tuple[Key, str]:
 
 
 def create(engine: sa.engine.Engine, key_path: str | Path, name: str = "prizenet contest", *,
-           rules: str = DEFAULT_RULES, reference_rmse: float | None = None,
+           rules: str = DEFAULT_RULES, reference_rmse: float | None = None, target_pct: float = 10.0,
            opens_at: datetime | None = None, closes_at: datetime | None = None, daily_limit: int = 1,
            max_upload_bytes: int = 64 << 20, pow_bits: int = 20, signups_per_hour: int = 5,
            attempts_per_hour: int = 20) -> dict:
@@ -111,7 +111,7 @@ def create(engine: sa.engine.Engine, key_path: str | Path, name: str = "prizenet
             raise ValueError("this database already holds a contest; use a new database for another")
         conn.execute(store.contest.insert().values(
             id=1, name=name, rules=rules, key_sha256=sha, n_predictions=len(key.movie),
-            n_quiz=int(key.quiz.sum()), reference_rmse=reference_rmse, opens_at=opens_at, closes_at=closes_at,
+            n_quiz=int(key.quiz.sum()), reference_rmse=reference_rmse, target_pct=target_pct, opens_at=opens_at, closes_at=closes_at,
             daily_limit=daily_limit, max_upload_bytes=max_upload_bytes, pow_bits=pow_bits,
             signups_per_hour=signups_per_hour, attempts_per_hour=attempts_per_hour,
             secret=secrets.token_hex(32), created_at=utcnow()))
@@ -164,7 +164,7 @@ class Judge:
         """What anyone may know of the contest (no secret, no test score)."""
         c = self.contest()
         now = utcnow()
-        return {"name": c.name, "reference_rmse": c.reference_rmse, "n_predictions": c.n_predictions,
+        return {"name": c.name, "reference_rmse": c.reference_rmse, "target_pct": c.target_pct, "n_predictions": c.n_predictions,
                 "n_quiz": c.n_quiz, "opens_at": iso(c.opens_at), "closes_at": iso(c.closes_at),
                 "closed": c.closed_at is not None, "closed_at": iso(c.closed_at), "open": self._open(c, now) is None,
                 "daily_limit": c.daily_limit, "max_upload_bytes": c.max_upload_bytes, "pow_bits": c.pow_bits,
@@ -412,8 +412,12 @@ class Judge:
             if final:
                 row["test_rmse"] = e["test_rmse"]
             rows.append(row)
+        # The Prize's "lines in the sand": the reference's RMSE and the target's (10% better).
+        lines = [] if ref is None else [
+            {"label": f"Grand prize: {c.target_pct:g}% better than the reference", "rmse": ref * (1 - c.target_pct / 100)},
+            {"label": "The reference", "rmse": ref}]
         board = {"contest": c.name, "final": final, "ranked_by": by, "reference_rmse": ref,
-                 "closed_at": iso(c.closed_at), "rows": rows}
+                 "closed_at": iso(c.closed_at), "lines": lines, "rows": rows}
         self._board = (version, board)
         return board
 

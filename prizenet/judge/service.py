@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import html
+import json
 import os
 import socket
 import subprocess
@@ -32,7 +33,7 @@ from pathlib import Path
 
 from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, Field
 
 from .contest import Judge, Rejected
@@ -81,9 +82,20 @@ def make_app(judge: Judge, scorers: int | None = None) -> FastAPI:
     def contest():
         return judge.public()
 
+    rendered: dict = {}  # the board's JSON and page, made once per change of the board
+
+    def board(kind: str) -> Response:
+        contest, now = judge.public(), judge.leaderboard()
+        key = (id(now), contest["open"])
+        if rendered.get("key") != key:
+            rendered.clear()
+            rendered.update(key=key, board=now, json=json.dumps(now).encode(),
+                            html=leaderboard_html(contest, now).encode())
+        return Response(rendered[kind], media_type="application/json" if kind == "json" else "text/html")
+
     @app.get("/api/leaderboard")
     def leaderboard():
-        return judge.leaderboard()
+        return board("json")
 
     @app.get("/api/signup/challenge")
     def challenge():
@@ -121,7 +133,7 @@ def make_app(judge: Judge, scorers: int | None = None) -> FastAPI:
 
     @app.get("/", response_class=HTMLResponse)
     def board_page():
-        return leaderboard_html(judge.public(), judge.leaderboard())
+        return board("html")
 
     @app.get("/rules", response_class=HTMLResponse)
     def rules_page(request: Request):
@@ -136,7 +148,8 @@ table { border-collapse: collapse; width: 100%; }
 th, td { padding: .35rem .6rem; border-bottom: 1px solid #ddd; text-align: right; }
 th:nth-child(2), td:nth-child(2) { text-align: left; }
 thead th { background: #f3f3f3; }
-.status { color: #555; } pre { background: #f6f6f6; padding: .8rem; overflow-x: auto; }
+.status { color: #555; }
+tr.line td { text-align: left; color: #b00; font-size: .9em; border-bottom: 2px solid #b00; } pre { background: #f6f6f6; padding: .8rem; overflow-x: auto; }
 """
 
 
@@ -161,7 +174,14 @@ def leaderboard_html(contest: dict, board: dict) -> str:
     head = ["Rank", "Team", "Best quiz RMSE"] + (["Test RMSE"] if final else []) + \
         ([f"% improvement over {ref:.4f}"] if ref is not None else []) + ["Submissions", "Last submission (UTC)"]
     rows = []
-    for r in board["rows"]:
+    by = board["ranked_by"]
+    lines = sorted(board.get("lines", []), key=lambda x: x["rmse"])
+    for r in board["rows"] + [None]:
+        while lines and (r is None or r[by] > lines[0]["rmse"]):  # a line above the first team not past it
+            line = lines.pop(0)
+            rows.append(f"<tr class=line><td colspan={len(head)}>{e(line['label'])}: RMSE {line['rmse']:.4f}</td></tr>")
+        if r is None:
+            break
         cells = [str(r["rank"]), e(r["team"]), f"{r['quiz_rmse']:.4f}"]
         if final:
             cells.append(f"{r['test_rmse']:.4f}")
@@ -169,10 +189,10 @@ def leaderboard_html(contest: dict, board: dict) -> str:
             cells.append(f"{r['improvement_pct']:.2f}")
         cells += [str(r["submissions"]), e((r["last_submission_at"] or "").replace("T", " ").rstrip("Z"))]
         rows.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
-    empty = f"<tr><td colspan={len(head)}>No submissions yet.</td></tr>"
+    empty = f"<tr><td colspan={len(head)}>No submissions yet.</td></tr>" if not board["rows"] else ""
     body = (f"<h1>{e(contest['name'])}: leaderboard</h1><p class=status id=status>{status}</p>"
             f"<table id=leaderboard><thead><tr>{''.join(f'<th>{e(h)}</th>' for h in head)}</tr></thead>"
-            f"<tbody>{''.join(rows) or empty}</tbody></table>"
+            f"<tbody>{empty}{''.join(rows)}</tbody></table>"
             f"<p><a href='/rules'>Rules and how to take part</a> · <a href='/api/leaderboard'>JSON</a> · "
             f"{contest['n_predictions']:,} qualifying predictions, {contest['n_quiz']:,} of them in the quiz half; "
             f"{contest['daily_limit']} scored submission(s) per team per day.</p>")

@@ -33,6 +33,7 @@ contest = sa.Table(
     sa.Column("n_predictions", sa.Integer, nullable=False),
     sa.Column("n_quiz", sa.Integer, nullable=False),
     sa.Column("reference_rmse", sa.Float),
+    sa.Column("target_pct", sa.Float, nullable=False),  # the "grand prize" line: this % better than the reference
     sa.Column("opens_at", sa.DateTime),
     sa.Column("closes_at", sa.DateTime),
     sa.Column("closed_at", sa.DateTime),

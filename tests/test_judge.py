@@ -220,14 +220,19 @@ def test_test_rmse_appears_nowhere_before_the_close(server, key, tmp_path):
     gets = sorted(p for p, ops in paths.items() if "get" in ops)
     posts = sorted(p for p, ops in paths.items() if "post" in ops)
     assert posts == ["/api/submissions", "/api/team/members", "/api/teams"]  # each answered above
-    for p in gets + ["/openapi.json", "/docs", "/rules", "/"]:
+    script = None
+    for p in gets + ["/openapi.json", "/docs"]:
         status, text = s.get(p, token)
         assert status == 200, p
-        bodies.append(text)
+        if p == "/static/judge.js":
+            script = text  # code: it names the field it shows after the close
+        else:
+            bodies.append(text)
     assert s.rows("select test_rmse from submissions") == [(pytest.approx(test_rmse),)]  # it is stored
     shown = [f"{test_rmse:.{d}f}" for d in (3, 4, 5, 6)] + [repr(test_rmse), str(test_rmse)[:8]]
     for body in bodies:
         assert "test_rmse" not in body
+    for body in bodies + [script]:
         for text in shown:
             assert text not in body
     judge_cli.main(["close", "--db", s.db])
@@ -454,50 +459,118 @@ def test_parse_errors_name_the_movie_block(tmp_path):
         read_submission(path)
 
 
-# --- the page in a real browser ----------------------------------------------------------
+# --- the pages in a real browser ---------------------------------------------------------
 CHROMIUM = Path("/usr/bin/chromium")
 
 
-def test_leaderboard_page_in_a_browser(server, key, tmp_path):
-    """Debian's chromium, headless, driven by Playwright: the table as a reader sees it, a
-    hostile team name shown as text and never run, the final ranking after the close."""
-    playwright = pytest.importorskip("playwright.sync_api", reason="the browser test needs playwright "
+@pytest.fixture
+def browser():
+    """Debian's chromium, headless, driven by Playwright (dialogs recorded, never accepted)."""
+    playwright = pytest.importorskip("playwright.sync_api", reason="the browser tests need playwright "
                                                                    "(pip install -e '.[browser]')")
     if not CHROMIUM.exists():
-        pytest.skip("the browser test needs Debian's chromium at /usr/bin/chromium (apt-get install chromium; "
+        pytest.skip("the browser tests need Debian's chromium at /usr/bin/chromium (apt-get install chromium; "
                     ".ci/run installs it)")
+    with playwright.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(CHROMIUM), args=[
+            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync"])
+        page = b.new_page()
+        page.dialogs = []
+        page.on("dialog", lambda d: (page.dialogs.append(d.message), d.dismiss()))
+        try:
+            yield page
+        finally:
+            b.close()
+    assert page.dialogs == []
+
+
+def test_leaderboard_page_in_a_browser(server, browser, key, tmp_path):
+    """The table as a reader sees it, a hostile team name shown as text and never run, the
+    Prize's lines, the final ranking after the close."""
+    page = browser
     s = server("--reference", "1.2", "--name", "Browser Prize")
     evil = "<img src=x onerror=alert(1)>"
     t1, t2 = signup(s.url, evil), signup(s.url, "Plain")
     client.submit(s.url, submission(key, tmp_path / "e.txt", 0.5, 0.9), t1)
     client.submit(s.url, submission(key, tmp_path / "p.txt", 0.7, 0.4, seed=1), t2)
-    dialogs = []
-    with playwright.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=[
-            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync"])
-        try:
-            page = browser.new_page()
-            page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
-            page.goto(s.url + "/")
-            assert page.title() == "Browser Prize: leaderboard"
-            rows = page.locator("#leaderboard tbody tr:not(.line)")
-            assert rows.count() == 2
-            lines = page.locator("#leaderboard tr.line").all_inner_texts()  # the Prize's lines in the sand
-            assert lines == ["Grand prize: 10% better than the reference: RMSE 1.0800", "The reference: RMSE 1.2000"]
-            assert rows.nth(0).locator("td").nth(1).inner_text() == evil  # shown as text
-            assert page.locator("#leaderboard img").count() == 0
-            headers = page.locator("#leaderboard thead th").all_inner_texts()
-            assert headers[:3] == ["Rank", "Team", "Best quiz RMSE"] and "Test RMSE" not in headers
-            page.screenshot(path=str(tmp_path / "open.png"))
-            judge_cli.main(["close", "--db", s.db])
-            page.reload()
-            headers = page.locator("#leaderboard thead th").all_inner_texts()
-            assert "Test RMSE" in headers
-            assert rows.nth(0).locator("td").nth(1).inner_text() == "Plain"  # better on the test half
-            assert "final ranking" in page.locator("#status").inner_text()
-            page.click("text=Rules and how to take part")
-            assert "prizenet judge signup" in page.locator("body").inner_text()
-        finally:
-            browser.close()
-    assert dialogs == []
+    page.goto(s.url + "/")
+    assert page.title() == "Browser Prize: leaderboard"
+    rows = page.locator("#leaderboard tbody tr:not(.line)")
+    assert rows.count() == 2
+    lines = page.locator("#leaderboard tr.line").all_inner_texts()  # the Prize's lines in the sand
+    assert lines == ["Grand prize: 10% better than the reference: RMSE 1.0800", "The reference: RMSE 1.2000"]
+    assert rows.nth(0).locator("td").nth(1).inner_text() == evil  # shown as text
+    assert page.locator("#leaderboard img").count() == 0
+    headers = page.locator("#leaderboard thead th").all_inner_texts()
+    assert headers[:3] == ["Rank", "Team", "Best quiz RMSE"] and "Test RMSE" not in headers
+    judge_cli.main(["close", "--db", s.db])
+    page.reload()
+    headers = page.locator("#leaderboard thead th").all_inner_texts()
+    assert "Test RMSE" in headers
+    assert rows.nth(0).locator("td").nth(1).inner_text() == "Plain"  # better on the test half
+    assert "final ranking" in page.locator("#status").inner_text()
+    page.click("text=Rules and how to take part")
+    assert "prizenet judge signup" in page.locator("body").inner_text()
+
+
+def test_the_pages_hash_as_the_server_does(server, browser):
+    """judge.js's SHA-256 and proof of work against hashlib's, across block boundaries."""
+    s = server()
+    browser.goto(s.url + "/signup")
+    for text in ["", "abc", "a" * 55, "a" * 56, "a" * 64, "b" * 119, "é☃ challenge:17", "x" * 1000]:
+        assert browser.evaluate("t => window.prizenetJudge.sha256(t)", text) == hashlib.sha256(text.encode()).hexdigest()
+    ch = "1700000000.abcdef.0123"
+    for bits in (0, 4, 8, 12):
+        nonce = browser.evaluate("([c, b]) => window.prizenetJudge.solve(c, b)", [ch, bits])
+        assert nonce == client.solve(ch, bits)
+
+
+def test_sign_up_and_submit_in_a_browser(server, browser, key, tmp_path):
+    """A team made on /signup (the browser solving a 14-bit proof of work), its token used on
+    /team to upload a gzipped file and see its quiz RMSE, then a bad file's message."""
+    page = browser
+    s = server("--pow-bits", "14", "--reference", "1.1", "--daily-limit", "2")
+    page.goto(s.url + "/")
+    page.click("text=Sign up")
+    page.fill("input[name=name]", "Navigateurs")
+    page.fill("input[name=contact]", "nav@example.org")
+    page.fill("textarea[name=members]", "Ann\nBob\n")
+    page.check("input[name=accept]")
+    page.click("button[type=submit]")
+    page.wait_for_selector("#done:not([hidden])", timeout=60_000)
+    token = page.locator("#token").inner_text()
+    assert token.startswith("pz_") and "Navigateurs" in page.locator("#message").inner_text()
+    assert s.rows("select name, token_sha256 from teams") == [("Navigateurs", hashlib.sha256(token.encode()).hexdigest())]
+    assert s.rows("select name from members order by id") == [("Ann",), ("Bob",)]
+
+    page.click("text=your team's page")
+    page.fill("input[name=token]", token)
+    page.click("#login button")
+    page.wait_for_selector("#team:not([hidden])")
+    assert page.locator("#team-name").inner_text() == "Navigateurs"
+    sub = submission(key, tmp_path / "nav.txt", 0.6, 0.6)
+    gz = tmp_path / "nav.txt.gz"
+    gz.write_bytes(gzip.compress(sub.read_bytes()))
+    want = score(sub, key, 1.1)
+    page.set_input_files("input[name=file]", str(gz))
+    page.fill("input[name=note]", "from the browser")
+    page.click("#upload button")
+    page.wait_for_selector("#submissions tbody tr")
+    assert f"quiz RMSE {want['quiz_rmse']:.4f} (+{want['improvement_pct']:.2f}% over 1.1000)" in \
+        page.locator("#message").inner_text()
+    cells = page.locator("#submissions tbody tr td").all_inner_texts()
+    assert cells[2] == f"{want['quiz_rmse']:.4f}" and cells[3] == "from the browser"
+    assert s.rows("select sha256 from submissions") == [(hashlib.sha256(gz.read_bytes()).hexdigest(),)]
+    assert f"{want['test_rmse']:.4f}" not in page.content()
+
+    bad = tmp_path / "bad.txt"
+    bad.write_text(sub.read_text().replace("\n", "\nxyz\n", 3))
+    page.set_input_files("input[name=file]", str(bad))
+    page.click("#upload button")
+    page.wait_for_selector("#message.error")
+    assert "400" in page.locator("#message").inner_text() and "movie block" in page.locator("#message").inner_text()
+    assert s.rows("select count(*) from submissions") == [(1,)]
+    page.reload()  # the token kept for the session
+    page.wait_for_selector("#team:not([hidden])")
+    assert page.locator("#submissions tbody tr").count() == 1

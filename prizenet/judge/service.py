@@ -7,6 +7,7 @@ validated from type hints, and which publishes an OpenAPI description at ``/open
 
     GET  /                       the leaderboard (HTML)          GET /api/leaderboard  (JSON)
     GET  /rules                  the rules and how to take part  GET /api/contest
+    GET  /signup, /team          sign-up and a team's page in the browser (static/judge.js)
     GET  /api/signup/challenge   a proof-of-work challenge
     POST /api/teams              sign up: {name, contact, accept_rules, members, challenge, nonce}
     GET  /api/team               the team's own submissions      (Authorization: Bearer TOKEN)
@@ -139,6 +140,20 @@ def make_app(judge: Judge, scorers: int | None = None) -> FastAPI:
     def rules_page(request: Request):
         return rules_html(judge.public(), str(request.base_url).rstrip("/"))
 
+    @app.get("/signup", response_class=HTMLResponse)
+    def signup_page():
+        return signup_html(judge.public())
+
+    @app.get("/team", response_class=HTMLResponse)
+    def team_page():
+        return team_html(judge.public())
+
+    script = (Path(__file__).parent / "static" / "judge.js").read_bytes()
+
+    @app.get("/static/judge.js")
+    def judge_js():
+        return Response(script, media_type="text/javascript")
+
     return app
 
 
@@ -148,7 +163,7 @@ table { border-collapse: collapse; width: 100%; }
 th, td { padding: .35rem .6rem; border-bottom: 1px solid #ddd; text-align: right; }
 th:nth-child(2), td:nth-child(2) { text-align: left; }
 thead th { background: #f3f3f3; }
-.status { color: #555; }
+.status, .note { color: #555; } .error { color: #b00; }
 tr.line td { text-align: left; color: #b00; font-size: .9em; border-bottom: 2px solid #b00; } pre { background: #f6f6f6; padding: .8rem; overflow-x: auto; }
 """
 
@@ -193,10 +208,46 @@ def leaderboard_html(contest: dict, board: dict) -> str:
     body = (f"<h1>{e(contest['name'])}: leaderboard</h1><p class=status id=status>{status}</p>"
             f"<table id=leaderboard><thead><tr>{''.join(f'<th>{e(h)}</th>' for h in head)}</tr></thead>"
             f"<tbody>{empty}{''.join(rows)}</tbody></table>"
-            f"<p><a href='/rules'>Rules and how to take part</a> · <a href='/api/leaderboard'>JSON</a> · "
+            f"<p><a href='/rules'>Rules and how to take part</a> · <a href='/signup'>Sign up</a> · "
+            f"<a href='/team'>Your team</a> · <a href='/api/leaderboard'>JSON</a> · "
             f"{contest['n_predictions']:,} qualifying predictions, {contest['n_quiz']:,} of them in the quiz half; "
             f"{contest['daily_limit']} scored submission(s) per team per day.</p>")
     return _page(f"{contest['name']}: leaderboard", body)
+
+
+def signup_html(contest: dict) -> str:
+    """Sign-up in the browser: the form, the rules, and judge.js to solve the proof of work."""
+    e = html.escape
+    body = (f"<h1>{e(contest['name'])}: sign up a team</h1>"
+            f"<form id=signup><p><label>Team name <input name=name required maxlength=40></label></p>"
+            f"<p><label>Contact e-mail <input name=contact type=email required maxlength=200></label></p>"
+            f"<p><label>Members, one per line<br><textarea name=members rows=4 cols=40></textarea></label></p>"
+            f"<pre>{e(contest['rules'])}</pre>"
+            f"<p><label><input type=checkbox name=accept required> I accept the rules</label></p>"
+            f"<p><button type=submit>Sign up</button> (your browser solves a small proof of work first: "
+            f"{contest['pow_bits']} bits, a few seconds)</p></form>"
+            f"<p id=message class=note></p>"
+            f"<div id=done hidden><p>Your team's token:</p><pre><code id=token></code></pre>"
+            f"<p>Use it on <a href='/team'>your team's page</a>, or with <code>export PRIZENET_JUDGE_TOKEN=...</code> "
+            f"for <code>prizenet judge submit</code> and <code>train.py trainer.submit_to</code>.</p></div>"
+            f"<p><a href='/'>Leaderboard</a> · <a href='/rules'>Rules</a></p><script src='/static/judge.js'></script>")
+    return _page(f"{contest['name']}: sign up", body)
+
+
+def team_html(contest: dict) -> str:
+    """A team's page: its submissions and an upload form, read with its token (judge.js)."""
+    e = html.escape
+    body = (f"<h1>{e(contest['name'])}: your team</h1>"
+            f"<form id=login><label>Team token <input name=token type=password required size=50 autocomplete=off></label> "
+            f"<button type=submit>Show</button></form><p id=message class=note></p>"
+            f"<div id=team hidden><h2 id=team-name></h2><p id=left></p>"
+            f"<form id=upload><label>Submission (.txt or .gz) <input type=file name=file></label> "
+            f"<label>Note <input name=note maxlength=200></label> <button type=submit>Submit</button></form>"
+            f"<table id=submissions><thead><tr><th>#</th><th>Received (UTC)</th><th>Quiz RMSE</th>"
+            f"<th id=test-head hidden>Test RMSE</th><th>Note</th><th>SHA-256</th></tr></thead><tbody></tbody></table>"
+            f"</div><p><a href='/'>Leaderboard</a> · <a href='/signup'>Sign up</a></p>"
+            f"<script src='/static/judge.js'></script>")
+    return _page(f"{contest['name']}: your team", body)
 
 
 def rules_html(contest: dict, base_url: str) -> str:
@@ -208,7 +259,8 @@ def rules_html(contest: dict, base_url: str) -> str:
            f"python train.py trainer.submit_to={base_url}   # or straight from a run")
     body = (f"<h1>{e(contest['name'])}: rules</h1><pre>{e(contest['rules'])}</pre>"
             f"<h2>Taking part</h2><pre>{e(how)}</pre>"
-            f"<p>Uploads up to {contest['max_upload_bytes']:,} bytes, plain or gzipped. "
+            f"<p>Or in the browser: <a href='/signup'>sign up</a>, then upload on <a href='/team'>your team's "
+            f"page</a>. Uploads up to {contest['max_upload_bytes']:,} bytes, plain or gzipped. "
             f"The API is described at <a href='/docs'>/docs</a>. <a href='/'>Leaderboard</a></p>")
     return _page(f"{contest['name']}: rules", body)
 

@@ -34,6 +34,8 @@ def test_the_wheel_holds_every_package_every_config_and_the_commands(wheel):
         assert str(py.relative_to(ROOT)) in names
     for yaml in (ROOT / "conf").rglob("*.yaml"):
         assert f"prizenet/conf/{yaml.relative_to(ROOT / 'conf')}" in names
+    for static in (ROOT / "prizenet" / "judge" / "static").iterdir():  # the judge's pages' script
+        assert str(static.relative_to(ROOT)) in names
     info = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
     entry_points = zipfile.ZipFile(wheel).read(info).decode()
     assert "prizenet = prizenet.cli:main" in entry_points and "prizenet-train = prizenet.cli.train:main" in entry_points
@@ -72,6 +74,9 @@ def test_a_fresh_virtualenv_runs_the_commands_from_another_folder(wheel, tmp_pat
     assert r.returncode == 0 and "quiz RMSE" in r.stdout, r.stderr
     r = run(bin_ / "prizenet", "leaderboard", "run")
     assert r.returncode == 0 and "Baseline" in r.stdout, r.stderr
+    r = run(bin_ / "python", "-c", "import pathlib, prizenet.judge as j; "
+            "print((pathlib.Path(j.__file__).parent / 'static' / 'judge.js').read_text()[:60])")
+    assert r.returncode == 0 and "judging service" in r.stdout, r.stderr  # the judge's page script ships
     r = run(bin_ / "prizenet", "train", "--help")
     assert r.returncode == 0 and "model: " in r.stdout and "svdpp" in r.stdout  # the shipped config groups
     r = run(bin_ / "prizenet", "nonsense")

@@ -26,7 +26,6 @@ import argparse
 import gzip
 import json
 import platform
-import sqlite3
 import statistics
 import sys
 import tempfile
@@ -35,13 +34,14 @@ import time
 from pathlib import Path
 
 import numpy as np
+import sqlalchemy as sa
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from prizenet.data.netflix import read_pairs  # noqa: E402
 from prizenet.data.submission import write_answers, write_submission  # noqa: E402
-from prizenet.judge import client  # noqa: E402
+from prizenet.judge import client, store  # noqa: E402
 from prizenet.judge.service import spawn  # noqa: E402
 
 NETFLIX_QUALIFYING = 2_817_131
@@ -66,7 +66,7 @@ def pct(values: list[float], q: float) -> float:
     return float(np.percentile(values, q)) * 1000 if values else float("nan")
 
 
-def load_test(root: Path, teams: int, rounds: int, readers: int, work: Path) -> dict:
+def load_test(root: Path, teams: int, rounds: int, readers: int, work: Path, db: str | None = None) -> dict:
     qual = read_pairs(root / "qualifying.txt", "qual")
     key = work / "key.csv"
     random_key(key, qual["movie"])
@@ -76,7 +76,11 @@ def load_test(root: Path, teams: int, rounds: int, readers: int, work: Path) -> 
         f = work / f"sub{t}.txt"
         write_submission(f, qual["movie"], rng.uniform(1, 5, len(qual["movie"])))
         files.append(f)
-    db = f"sqlite:///{work / 'contest.db'}"
+    if db:  # an existing database (PostgreSQL): emptied first
+        eng = store.engine(db)
+        store.metadata.drop_all(eng)
+        eng.dispose()
+    db = db or f"sqlite:///{work / 'contest.db'}"
     proc, url = spawn(key, db, options=("--daily-limit", str(rounds), "--pow-bits", "16", "--signups-per-hour", "0",
                                         "--attempts-per-hour", "0"), log=work / "server.log")
     try:
@@ -142,12 +146,16 @@ def load_test(root: Path, teams: int, rounds: int, readers: int, work: Path) -> 
     finally:
         proc.terminate()
         proc.wait(30)
-    with sqlite3.connect(work / "contest.db") as conn:
-        stored = conn.execute("select id from submissions order by id").fetchall()
-        per_team = conn.execute("select max(n) from (select count(*) n from submissions group by team_id)").fetchone()
+    eng = store.engine(db)
+    with eng.connect() as conn:
+        stored = conn.execute(sa.text("select id from submissions order by id")).all()
+        per_team = conn.execute(sa.text("select max(n) from (select count(*) n from submissions group by team_id) c")
+                                ).one()
+    eng.dispose()
     stored_ids = [i for (i,) in stored]
     return {
-        "teams": teams, "rounds": rounds, "readers": readers, "predictions": int(len(qual["movie"])),
+        "db": db.split(":")[0], "teams": teams, "rounds": rounds, "readers": readers,
+        "predictions": int(len(qual["movie"])),
         "bytes": files[0].stat().st_size, "signup_s": signup_s, "wall_s": wall,
         "submissions": len(submit_lat), "reads": len(read_lat), "errors": errors[:5], "n_errors": len(errors),
         "submit_rps": len(submit_lat) / wall, "read_rps": len(read_lat) / wall,
@@ -164,7 +172,6 @@ def load_test(root: Path, teams: int, rounds: int, readers: int, work: Path) -> 
 def netflix_size(work: Path) -> dict:
     """A Prize-size key and submission: in-process scoring, then over HTTP."""
     from prizenet.judge.contest import Judge, load_key
-    from prizenet.judge import store
     from prizenet.data.submission import judge as judge_arrays
     rng = np.random.default_rng(2)
     counts = rng.zipf(1.3, 17_770).astype(np.float64)
@@ -215,6 +222,8 @@ def main(argv=None) -> int:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--readers", type=int, default=10)
     ap.add_argument("--skip-netflix", action="store_true")
+    ap.add_argument("--db", default=None, help="the load test's database URL (default: SQLite in a temporary "
+                                                "folder); an existing PostgreSQL database is emptied first")
     ap.add_argument("--markdown", action="store_true")
     args = ap.parse_args(argv)
     if not (args.root / "qualifying.txt").exists():
@@ -222,12 +231,13 @@ def main(argv=None) -> int:
         return 2
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        load = load_test(args.root, args.teams, args.rounds, args.readers, work)
+        load = load_test(args.root, args.teams, args.rounds, args.readers, work, args.db)
         big = None if args.skip_netflix else netflix_size(work)
     print(json.dumps({"load": load, "netflix": big, "machine": platform.platform()}, indent=1))
     if args.markdown:
         L = load
         print(f"\n| what | value |\n|---|---:|\n"
+              f"| database | {L['db']} |\n"
               f"| teams x submissions each, readers | {L['teams']} x {L['rounds']}, {L['readers']} |\n"
               f"| submission | {L['predictions']:,} predictions, {L['bytes']:,} bytes |\n"
               f"| wall time of the submissions | {L['wall_s']:.1f} s |\n"

@@ -142,7 +142,7 @@ def test_whole_flow_over_http(server, key, tmp_path):
     sub_a = submission(key, tmp_path / "a.txt", quiz_noise=0.5, test_noise=0.9)
     sub_b = submission(key, tmp_path / "b.txt.gz", quiz_noise=0.7, test_noise=0.4, seed=1)
     want_a, want_b = score(sub_a, key, 1.1), score(sub_b, key, 1.1)
-    got_a = client.submit(s.url, sub_a, a, note="first")
+    got_a = client.submit(s.url, sub_a, a, note="first: SVD++ à 200")
     assert got_a["quiz_rmse"] == pytest.approx(want_a["quiz_rmse"], abs=1e-12)
     assert got_a["improvement_pct"] == pytest.approx(want_a["improvement_pct"])
     assert got_a["left_today"] == 1 and got_a["sha256"] == hashlib.sha256(sub_a.read_bytes()).hexdigest()
@@ -166,7 +166,7 @@ def test_whole_flow_over_http(server, key, tmp_path):
     assert status == 200 and "Alpha" in page and f"{want_a['quiz_rmse']:.4f}" in page and "Test RMSE" not in page
 
     view = client.team(s.url, a)
-    assert [x["note"] for x in view["submissions"]] == ["first", None] and view["left_today"] == 0
+    assert [x["note"] for x in view["submissions"]] == ["first: SVD++ à 200", None] and view["left_today"] == 0
 
     assert judge_cli.main(["close", "--db", s.db]) == 0  # while the server runs
     final = client.leaderboard(s.url)
@@ -554,13 +554,13 @@ def test_sign_up_and_submit_in_a_browser(server, browser, key, tmp_path):
     gz.write_bytes(gzip.compress(sub.read_bytes()))
     want = score(sub, key, 1.1)
     page.set_input_files("input[name=file]", str(gz))
-    page.fill("input[name=note]", "from the browser")
+    page.fill("input[name=note]", "from the browser, été")
     page.click("#upload button")
     page.wait_for_selector("#submissions tbody tr")
     assert f"quiz RMSE {want['quiz_rmse']:.4f} (+{want['improvement_pct']:.2f}% over 1.1000)" in \
         page.locator("#message").inner_text()
     cells = page.locator("#submissions tbody tr td").all_inner_texts()
-    assert cells[2] == f"{want['quiz_rmse']:.4f}" and cells[3] == "from the browser"
+    assert cells[2] == f"{want['quiz_rmse']:.4f}" and cells[3] == "from the browser, été"
     assert s.rows("select sha256 from submissions") == [(hashlib.sha256(gz.read_bytes()).hexdigest(),)]
     assert f"{want['test_rmse']:.4f}" not in page.content()
 

@@ -154,6 +154,10 @@ def _run(args) -> int:
                 _create(engine, args)
                 print(f"created the contest {args.name!r} in {args.db}", file=sys.stderr)
             judge = contest.Judge(engine, key, sha)
+            if exists:
+                c = judge.public()
+                print(f"serving the contest {c['name']!r} of {args.db} (its settings were fixed when it was made; "
+                      f"the contest options given here apply to a new database only)", file=sys.stderr)
             service.serve(judge, args.host, args.port, args.scorers, args.forwarded_allow_ips)
         elif args.command == "close":
             print(f"closed at {contest.iso(contest.close(engine))}")

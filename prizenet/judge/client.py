@@ -16,6 +16,7 @@ import itertools
 import json
 import os
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -104,7 +105,7 @@ def submit(url: str, path: str | Path, token: str | None = None, note: str | Non
     headers = {**_auth(token), "Content-Type": "application/octet-stream",
                "X-Submission-SHA256": hashlib.sha256(data).hexdigest(), "X-Filename": Path(path).name}
     if note:
-        headers["X-Note"] = note
+        headers["X-Note"] = urllib.parse.quote(note)  # headers are Latin-1: the note travels percent-encoded
     return _request(f"{url.rstrip('/')}/api/submissions", "POST", data, headers)
 
 

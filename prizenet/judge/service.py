@@ -12,7 +12,8 @@ validated from type hints, and which publishes an OpenAPI description at ``/open
     POST /api/teams              sign up: {name, contact, accept_rules, members, challenge, nonce}
     GET  /api/team               the team's own submissions      (Authorization: Bearer TOKEN)
     POST /api/team/members       add a member: {name, contact}   (Bearer)
-    POST /api/submissions        the file as the body, .txt or .gz; X-Submission-SHA256 optional (Bearer)
+    POST /api/submissions        the file as the body, .txt or .gz (Bearer); optional headers:
+                                 X-Submission-SHA256, X-Note (percent-encoded UTF-8)
     GET  /healthz
 
 Scoring runs in worker threads, at most ``scorers`` at once (each holds an upload and its
@@ -29,6 +30,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -83,16 +85,18 @@ def make_app(judge: Judge, scorers: int | None = None) -> FastAPI:
     def contest():
         return judge.public()
 
-    rendered: dict = {}  # the board's JSON and page, made once per change of the board
+    rendered: list = [None]  # (key, board, JSON, page): made once per change of the board, swapped whole
 
     def board(kind: str) -> Response:
         contest, now = judge.public(), judge.leaderboard()
         key = (id(now), contest["open"])
-        if rendered.get("key") != key:
-            rendered.clear()
-            rendered.update(key=key, board=now, json=json.dumps(now).encode(),
-                            html=leaderboard_html(contest, now).encode())
-        return Response(rendered[kind], media_type="application/json" if kind == "json" else "text/html")
+        made = rendered[0]
+        if made is None or made[0] != key:
+            made = (key, now, json.dumps(now).encode(), leaderboard_html(contest, now).encode())
+            rendered[0] = made
+        if kind == "json":
+            return Response(made[2], media_type="application/json")
+        return Response(made[3], media_type="text/html")
 
     @app.get("/api/leaderboard")
     def leaderboard():
@@ -129,8 +133,9 @@ def make_app(judge: Judge, scorers: int | None = None) -> FastAPI:
                 data += chunk
                 if len(data) > cap:
                     raise Rejected(413, f"the upload is over the cap of {cap:,} bytes")
+            note = urllib.parse.unquote(request.headers.get("x-note", "")) or None  # percent-encoded UTF-8
             return await run_in_threadpool(judge.submit, team, bytes(data), address,
-                                           request.headers.get("x-submission-sha256"), request.headers.get("x-note"))
+                                           request.headers.get("x-submission-sha256"), note)
 
     @app.get("/", response_class=HTMLResponse)
     def board_page():

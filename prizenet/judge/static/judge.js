@@ -146,7 +146,7 @@ async function upload(form, token) {
   const data = new Uint8Array(await file.arrayBuffer());
   const headers = { Authorization: `Bearer ${token}`, "Content-Type": "application/octet-stream",
                     "X-Submission-SHA256": hex(sha256(data)) };
-  if (form.note.value) headers["X-Note"] = form.note.value;
+  if (form.note.value) headers["X-Note"] = encodeURIComponent(form.note.value);  // headers are Latin-1
   const r = await api("/api/submissions", { method: "POST", headers, body: data });
   const imp = r.improvement_pct === null ? "" : ` (${r.improvement_pct >= 0 ? "+" : ""}${r.improvement_pct.toFixed(2)}% over ${r.reference_rmse.toFixed(4)})`;
   show("message", `Submission #${r.id}: quiz RMSE ${r.quiz_rmse.toFixed(4)}${imp}`);

@@ -67,7 +67,8 @@ def _create(engine, args) -> dict:
     from prizenet.judge import contest
     return contest.create(
         engine, args.answers, args.name, rules=args.rules.read() if args.rules else contest.DEFAULT_RULES,
-        reference_rmse=args.reference, target_pct=args.target_pct, opens_at=args.opens, closes_at=args.closes, daily_limit=args.daily_limit,
+        reference_rmse=args.reference, target_pct=args.target_pct, opens_at=args.opens, closes_at=args.closes,
+        daily_limit=args.daily_limit,
         max_upload_bytes=int(args.max_upload_mb * (1 << 20)), pow_bits=args.pow_bits,
         signups_per_hour=args.signups_per_hour, attempts_per_hour=args.attempts_per_hour)
 

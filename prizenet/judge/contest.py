@@ -111,7 +111,8 @@ def create(engine: sa.engine.Engine, key_path: str | Path, name: str = "prizenet
             raise ValueError("this database already holds a contest; use a new database for another")
         conn.execute(store.contest.insert().values(
             id=1, name=name, rules=rules, key_sha256=sha, n_predictions=len(key.movie),
-            n_quiz=int(key.quiz.sum()), reference_rmse=reference_rmse, target_pct=target_pct, opens_at=opens_at, closes_at=closes_at,
+            n_quiz=int(key.quiz.sum()), reference_rmse=reference_rmse, target_pct=target_pct,
+            opens_at=opens_at, closes_at=closes_at,
             daily_limit=daily_limit, max_upload_bytes=max_upload_bytes, pow_bits=pow_bits,
             signups_per_hour=signups_per_hour, attempts_per_hour=attempts_per_hour,
             secret=secrets.token_hex(32), created_at=utcnow()))
@@ -164,8 +165,9 @@ class Judge:
         """What anyone may know of the contest (no secret, no test score)."""
         c = self.contest()
         now = utcnow()
-        return {"name": c.name, "reference_rmse": c.reference_rmse, "target_pct": c.target_pct, "n_predictions": c.n_predictions,
-                "n_quiz": c.n_quiz, "opens_at": iso(c.opens_at), "closes_at": iso(c.closes_at),
+        return {"name": c.name, "reference_rmse": c.reference_rmse, "target_pct": c.target_pct,
+                "n_predictions": c.n_predictions, "n_quiz": c.n_quiz,
+                "opens_at": iso(c.opens_at), "closes_at": iso(c.closes_at),
                 "closed": c.closed_at is not None, "closed_at": iso(c.closed_at), "open": self._open(c, now) is None,
                 "daily_limit": c.daily_limit, "max_upload_bytes": c.max_upload_bytes, "pow_bits": c.pow_bits,
                 "rules": c.rules}

@@ -169,7 +169,8 @@ th, td { padding: .35rem .6rem; border-bottom: 1px solid #ddd; text-align: right
 th:nth-child(2), td:nth-child(2) { text-align: left; }
 thead th { background: #f3f3f3; }
 .status, .note { color: #555; } .error { color: #b00; }
-tr.line td { text-align: left; color: #b00; font-size: .9em; border-bottom: 2px solid #b00; } pre { background: #f6f6f6; padding: .8rem; overflow-x: auto; }
+tr.line td { text-align: left; color: #b00; font-size: .9em; border-bottom: 2px solid #b00; }
+pre { background: #f6f6f6; padding: .8rem; overflow-x: auto; }
 """
 
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 import inspect
 import os
 import secrets
+import time
 import types
 import typing
 from dataclasses import dataclass
@@ -62,7 +63,9 @@ def sqlite_url(path: str) -> str:
     """``sqlite:///ABSOLUTE_PATH`` for an SQLite file at ``path``: an Optuna study's storage,
     its folder made (SQLite creates the file, not the folders above it) and, when Optuna is
     installed, its tables created under a lock on ``PATH.lock``: workers started together
-    would otherwise race to create them, and one of them fail."""
+    would otherwise race to create them, and one of them fail. A process that opens the
+    study without the lock (a dashboard, a script reading the trials) can still race with
+    it, so a failed creation is tried again: by then the other one has made the tables."""
     file = Path(path).expanduser().resolve()
     file.parent.mkdir(parents=True, exist_ok=True)
     url = f"sqlite:///{file}"
@@ -72,9 +75,18 @@ def sqlite_url(path: str) -> str:
         import optuna
     except ImportError:  # no sweep extra (the sweeper then says so), or not POSIX
         return url
+    from sqlalchemy.exc import SQLAlchemyError
+
     with open(file.with_name(file.name + ".lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        optuna.storages.RDBStorage(url)  # creates the schema once; later workers find it
+        for attempt in range(5):
+            try:
+                optuna.storages.RDBStorage(url)  # creates the schema once; later workers find it
+                break
+            except SQLAlchemyError:
+                if attempt == 4:
+                    raise
+                time.sleep(0.5)
     return url
 
 

@@ -225,6 +225,8 @@ class Judge:
                 conn.execute(store.challenges.insert().values(challenge=challenge, spent_at=time.time()))
         except sa.exc.IntegrityError:
             raise Rejected(400, "this proof-of-work challenge was already used") from None
+        if secrets.randbelow(200) == 0:  # now and then, forget spent challenges past their age
+            conn.execute(store.challenges.delete().where(store.challenges.c.spent_at < time.time() - 2 * CHALLENGE_TTL_S))
 
     def signup(self, name: str, contact: str, accept_rules: bool, members: list[dict], challenge: str,
                nonce: str, address: str) -> dict:

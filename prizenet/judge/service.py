@@ -1,7 +1,7 @@
 """The judging service over HTTP: FastAPI on uvicorn, a thin layer over :mod:`.contest`.
 
 FastAPI because it is a well-kept ASGI framework whose request bodies stream (an upload is
-counted against its cap as it arrives, never spooled whole first), whose JSON bodies are
+counted against its cap as it arrives and cut off there, not read whole first), whose JSON bodies are
 validated from type hints, and which publishes an OpenAPI description at ``/openapi.json``
 (and ``/docs``) that teams can build clients from. uvicorn is the ASGI server it documents.
 

@@ -8,7 +8,6 @@ import hashlib
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import threading
@@ -26,7 +25,7 @@ from prizenet.data.submission import read_answers, score, write_answers, write_s
 import sqlalchemy as sa  # noqa: E402
 
 from prizenet.judge import client, store  # noqa: E402
-from prizenet.judge.service import spawn  # noqa: E402
+from prizenet.judge.service import free_port, spawn  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -56,12 +55,6 @@ def predictions(key: Path, quiz_noise: float, test_noise: float, seed: int = 0) 
 def submission(key: Path, path: Path, quiz_noise: float = 0.8, test_noise: float = 0.8, seed: int = 0) -> Path:
     write_submission(path, read_answers(key)["movie_id"].to_numpy(), predictions(key, quiz_noise, test_noise, seed))
     return path
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 #: A PostgreSQL database the HTTP tests also run on (its tables are dropped first), e.g.
@@ -437,7 +430,7 @@ def test_an_unreachable_judge_loses_nothing(tmp_path):
     run.mkdir()
     (run / "submission.txt").write_text("1:\n3.0\n")
     os.environ.setdefault(client.TOKEN_ENV, "pz_unused")
-    send_to_judge(f"http://127.0.0.1:{_free_port()}", run, "note")
+    send_to_judge(f"http://127.0.0.1:{free_port()}", run, "note")
     assert "cannot be reached" in json.loads((run / "judge.json").read_text())["error"]
     assert (run / "submission.txt").exists()
 

@@ -174,10 +174,15 @@ pre { background: #f6f6f6; padding: .8rem; overflow-x: auto; }
 """
 
 
-def _page(title: str, body: str) -> str:
+def _page(contest: dict, what: str, body: str, heading: str | None = None, script: bool = False) -> str:
+    """One of the contest's pages: titled "NAME: what", headed "NAME: heading" (``what`` by
+    default), ``body`` below, then judge.js where the page needs it."""
+    title = f"{contest['name']}: {what}"
+    js = "<script src='/static/judge.js'></script>" if script else ""
     return (f"<!doctype html><html lang=en><head><meta charset=utf-8>"
             f"<meta name=viewport content='width=device-width, initial-scale=1'>"
-            f"<title>{html.escape(title)}</title><style>{_STYLE}</style></head><body>{body}</body></html>")
+            f"<title>{html.escape(title)}</title><style>{_STYLE}</style></head><body>"
+            f"<h1>{html.escape(contest['name'])}: {html.escape(heading or what)}</h1>{body}{js}</body></html>")
 
 
 def leaderboard_html(contest: dict, board: dict) -> str:
@@ -211,21 +216,20 @@ def leaderboard_html(contest: dict, board: dict) -> str:
         cells += [str(r["submissions"]), e((r["last_submission_at"] or "").replace("T", " ").rstrip("Z"))]
         rows.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
     empty = f"<tr><td colspan={len(head)}>No submissions yet.</td></tr>" if not board["rows"] else ""
-    body = (f"<h1>{e(contest['name'])}: leaderboard</h1><p class=status id=status>{status}</p>"
+    body = (f"<p class=status id=status>{status}</p>"
             f"<table id=leaderboard><thead><tr>{''.join(f'<th>{e(h)}</th>' for h in head)}</tr></thead>"
             f"<tbody>{empty}{''.join(rows)}</tbody></table>"
             f"<p><a href='/rules'>Rules and how to take part</a> · <a href='/signup'>Sign up</a> · "
             f"<a href='/team'>Your team</a> · <a href='/api/leaderboard'>JSON</a> · "
             f"{contest['n_predictions']:,} qualifying predictions, {contest['n_quiz']:,} of them in the quiz half; "
             f"{contest['daily_limit']} scored submission(s) per team per day.</p>")
-    return _page(f"{contest['name']}: leaderboard", body)
+    return _page(contest, "leaderboard", body)
 
 
 def signup_html(contest: dict) -> str:
     """Sign-up in the browser: the form, the rules, and judge.js to solve the proof of work."""
     e = html.escape
-    body = (f"<h1>{e(contest['name'])}: sign up a team</h1>"
-            f"<form id=signup><p><label>Team name <input name=name required maxlength=40></label></p>"
+    body = (f"<form id=signup><p><label>Team name <input name=name required maxlength=40></label></p>"
             f"<p><label>Contact e-mail <input name=contact type=email required maxlength=200></label></p>"
             f"<p><label>Members, one per line<br><textarea name=members rows=4 cols=40></textarea></label></p>"
             f"<pre>{e(contest['rules'])}</pre>"
@@ -236,24 +240,21 @@ def signup_html(contest: dict) -> str:
             f"<div id=done hidden><p>Your team's token:</p><pre><code id=token></code></pre>"
             f"<p>Use it on <a href='/team'>your team's page</a>, or with <code>export PRIZENET_JUDGE_TOKEN=...</code> "
             f"for <code>prizenet judge submit</code> and <code>train.py trainer.submit_to</code>.</p></div>"
-            f"<p><a href='/'>Leaderboard</a> · <a href='/rules'>Rules</a></p><script src='/static/judge.js'></script>")
-    return _page(f"{contest['name']}: sign up", body)
+            f"<p><a href='/'>Leaderboard</a> · <a href='/rules'>Rules</a></p>")
+    return _page(contest, "sign up", body, heading="sign up a team", script=True)
 
 
 def team_html(contest: dict) -> str:
     """A team's page: its submissions and an upload form, read with its token (judge.js)."""
-    e = html.escape
-    body = (f"<h1>{e(contest['name'])}: your team</h1>"
-            f"<form id=login><label>Team token <input name=token type=password required size=50 autocomplete=off></label> "
-            f"<button type=submit>Show</button></form><p id=message class=note></p>"
-            f"<div id=team hidden><h2 id=team-name></h2><p id=left></p>"
-            f"<form id=upload><label>Submission (.txt or .gz) <input type=file name=file></label> "
-            f"<label>Note <input name=note maxlength=200></label> <button type=submit>Submit</button></form>"
-            f"<table id=submissions><thead><tr><th>#</th><th>Received (UTC)</th><th>Quiz RMSE</th>"
-            f"<th id=test-head hidden>Test RMSE</th><th>Note</th><th>SHA-256</th></tr></thead><tbody></tbody></table>"
-            f"</div><p><a href='/'>Leaderboard</a> · <a href='/signup'>Sign up</a></p>"
-            f"<script src='/static/judge.js'></script>")
-    return _page(f"{contest['name']}: your team", body)
+    body = ("<form id=login><label>Team token <input name=token type=password required size=50 autocomplete=off></label> "
+            "<button type=submit>Show</button></form><p id=message class=note></p>"
+            "<div id=team hidden><h2 id=team-name></h2><p id=left></p>"
+            "<form id=upload><label>Submission (.txt or .gz) <input type=file name=file></label> "
+            "<label>Note <input name=note maxlength=200></label> <button type=submit>Submit</button></form>"
+            "<table id=submissions><thead><tr><th>#</th><th>Received (UTC)</th><th>Quiz RMSE</th>"
+            "<th id=test-head hidden>Test RMSE</th><th>Note</th><th>SHA-256</th></tr></thead><tbody></tbody></table>"
+            "</div><p><a href='/'>Leaderboard</a> · <a href='/signup'>Sign up</a></p>")
+    return _page(contest, "your team", body, script=True)
 
 
 def rules_html(contest: dict, base_url: str) -> str:
@@ -263,12 +264,12 @@ def rules_html(contest: dict, base_url: str) -> str:
            f"export PRIZENET_JUDGE_TOKEN=...   # printed once by signup\n"
            f"prizenet judge submit submission.txt --url {base_url}\n"
            f"python train.py trainer.submit_to={base_url}   # or straight from a run")
-    body = (f"<h1>{e(contest['name'])}: rules</h1><pre>{e(contest['rules'])}</pre>"
+    body = (f"<pre>{e(contest['rules'])}</pre>"
             f"<h2>Taking part</h2><pre>{e(how)}</pre>"
             f"<p>Or in the browser: <a href='/signup'>sign up</a>, then upload on <a href='/team'>your team's "
             f"page</a>. Uploads up to {contest['max_upload_bytes']:,} bytes, plain or gzipped. "
             f"The API is described at <a href='/docs'>/docs</a>. <a href='/'>Leaderboard</a></p>")
-    return _page(f"{contest['name']}: rules", body)
+    return _page(contest, "rules", body)
 
 
 def serve(judge: Judge, host: str = "127.0.0.1", port: int = 8000, scorers: int | None = None,
@@ -280,14 +281,18 @@ def serve(judge: Judge, host: str = "127.0.0.1", port: int = 8000, scorers: int 
                 proxy_headers=forwarded_allow_ips is not None, forwarded_allow_ips=forwarded_allow_ips)
 
 
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def spawn(answers: str | Path, db: str, port: int | None = None, options: tuple[str, ...] = (),
           log: Path | None = None, timeout_s: float = 60.0) -> tuple[subprocess.Popen, str]:
     """``prizenet judge serve`` in a process of its own on 127.0.0.1, returned once it
     answers (for tests and benchmarks): (the process, its URL). ``options``: serve's own."""
-    if port is None:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
+    port = free_port() if port is None else port
     url = f"http://127.0.0.1:{port}"
     out = open(log, "w") if log else subprocess.DEVNULL
     proc = subprocess.Popen([sys.executable, "-m", "prizenet", "judge", "serve", "--answers", str(answers),

@@ -40,8 +40,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from prizenet.data.netflix import read_pairs  # noqa: E402
+from prizenet.data.submission import judge as judge_arrays  # noqa: E402
 from prizenet.data.submission import write_answers, write_submission  # noqa: E402
-from prizenet.judge import client, store  # noqa: E402
+from prizenet.judge import client, contest, store  # noqa: E402
 from prizenet.judge.service import spawn  # noqa: E402
 
 NETFLIX_QUALIFYING = 2_817_131
@@ -171,8 +172,6 @@ def load_test(root: Path, teams: int, rounds: int, readers: int, work: Path, db:
 
 def netflix_size(work: Path) -> dict:
     """A Prize-size key and submission: in-process scoring, then over HTTP."""
-    from prizenet.judge.contest import Judge, load_key
-    from prizenet.data.submission import judge as judge_arrays
     rng = np.random.default_rng(2)
     counts = rng.zipf(1.3, 17_770).astype(np.float64)
     counts = np.maximum(1, np.round(counts / counts.sum() * NETFLIX_QUALIFYING)).astype(np.int64)
@@ -185,12 +184,12 @@ def netflix_size(work: Path) -> dict:
     gz = work / "netflix_sub.txt.gz"
     gz.write_bytes(gzip.compress(sub.read_bytes(), 6))
     t = time.perf_counter()
-    key, sha = load_key(key_path)
+    key, sha = contest.load_key(key_path)
     key_s = time.perf_counter() - t
     db = f"sqlite:///{work / 'netflix.db'}"
-    from prizenet.judge import contest
-    contest.create(store.engine(db), key_path, daily_limit=10, signups_per_hour=0, max_upload_bytes=64 << 20, pow_bits=8)
-    j = Judge(store.engine(db), key, sha)
+    eng = store.engine(db)
+    contest.create(eng, key_path, daily_limit=10, signups_per_hour=0, max_upload_bytes=64 << 20, pow_bits=8)
+    j = contest.Judge(eng, key, sha)
     data = sub.read_bytes()
     times = []
     for _ in range(3):

@@ -115,28 +115,30 @@ def test_relational_sums_equal_the_dense_fm(features):
     np.testing.assert_allclose(m._predict(ents), want, rtol=1e-12, atol=1e-12)
 
 
-def brute_force_draws(m, p, linear, f, z, alpha):
-    """Each parameter of the sweep's phase drawn in turn from its conditional found by
-    brute force: the log posterior is quadratic in one parameter, so three evaluations of
-    the dense FM give its precision and mean."""
+def brute_force_draws(m, p, linear, z, alpha):
+    """Each parameter of the sweep's phase drawn in turn, in the sampler's order (side after
+    side; in a side factor after factor; in a factor its one-hot block, then its implicit
+    block), from its conditional found by brute force: the log posterior is quadratic in
+    one parameter, so three evaluations of the dense FM give its precision and mean."""
     rows = np.flatnonzero(p["train"])
     X, y = design(m, p, rows), p["rating"][rows].astype(np.float64)
     w, V = params(m)
-    mu, lam = (m.mu_w.numpy(), m.lam_w.numpy()) if linear else (m.mu_v[:, f].numpy(), m.lam_v[:, f].numpy())
     offset = np.cumsum([0] + [len(getattr(m, f"w_{b}")) for b in m.blocks])
     for s in m.sides:
-        for b in [s.name] + ([s.implicit] if s.implicit else []):
-            g = m.blocks.index(b)
-            for j in range(offset[g], offset[g + 1]):
-                def logpost(theta):
-                    ww, VV = w.copy(), V.copy()
-                    (ww if linear else VV[:, f])[j] = theta
-                    r = y - dense_fm(X, float(m.w0), ww, VV)
-                    return -0.5 * alpha * r @ r - 0.5 * lam[g] * (theta - mu[g]) ** 2
-                a, b0, c = logpost(-1.0), logpost(0.0), logpost(1.0)
-                prec = -(a - 2 * b0 + c)
-                mean = (c - a) / 2 / prec
-                (w if linear else V[:, f])[j] = mean + z / np.sqrt(prec)
+        for f in range(1 if linear else m.k):
+            mu, lam = (m.mu_w.numpy(), m.lam_w.numpy()) if linear else (m.mu_v[:, f].numpy(), m.lam_v[:, f].numpy())
+            for b in [s.name] + ([s.implicit] if s.implicit else []):
+                g = m.blocks.index(b)
+                for j in range(offset[g], offset[g + 1]):
+                    def logpost(theta):
+                        ww, VV = w.copy(), V.copy()
+                        (ww if linear else VV[:, f])[j] = theta
+                        r = y - dense_fm(X, float(m.w0), ww, VV)
+                        return -0.5 * alpha * r @ r - 0.5 * lam[g] * (theta - mu[g]) ** 2
+                    a, b0, c = logpost(-1.0), logpost(0.0), logpost(1.0)
+                    prec = -(a - 2 * b0 + c)
+                    mean = (c - a) / 2 / prec
+                    (w if linear else V[:, f])[j] = mean + z / np.sqrt(prec)
     return w, V
 
 
@@ -145,30 +147,23 @@ def brute_force_draws(m, p, linear, f, z, alpha):
 @pytest.mark.parametrize("z", [0.0, 1.0])  # z = 0: the conditional mean; z = 1: mean + its sd
 def test_each_conditional_equals_the_brute_force_posterior(features, linear, z):
     p = problem(1)
-    m = make(p, features=features, n_factors=2)
+    m = make(p, features=features, n_factors=3)
     g = torch.Generator().manual_seed(3)
     for b in m.blocks:
         getattr(m, f"w_{b}").normal_(generator=g)
     m.mu_w.normal_(generator=g), m.mu_v.normal_(generator=g)
     m.lam_w.uniform_(0.5, 2.0, generator=g), m.lam_v.uniform_(0.5, 2.0, generator=g)
-    alpha, f = 1.7, 1
-    want_w, want_V = brute_force_draws(m, p, linear, f, z, alpha)
+    alpha = 1.7
+    want_w, want_V = brute_force_draws(m, p, linear, z, alpha)
 
-    b = batch(p)
-    from prizenet.kernels.numba import bfm as K
     from prizenet.models.bfm import _Rows
-    R = m._rows = _Rows(b, m.sides)
+    R = m._rows = _Rows(batch(p), m.sides)
     e = R.y - m._predict(R.ents)
-    _, P = m._side_sums()
-    PT = np.ascontiguousarray(P.transpose(0, 2, 1))
-    prev = R.none
-    for a, s in enumerate(m.sides):
-        prev = m._draw(Fixed(z), R, a, s, e, f, linear, PT, alpha, prev)
-    K.DRAWS[False, len(m.sides) == 3][4](e, prev)
+    m._phase(Fixed(z), R, e, alpha, linear, m._side_sums()[1])
     got_w, got_V = params(m)
     np.testing.assert_allclose(got_w, want_w, rtol=1e-9, atol=1e-10)
     np.testing.assert_allclose(got_V, want_V, rtol=1e-9, atol=1e-10)
-    # the residuals kept up to date on the way equal those of the new parameters
+    # the residuals kept up to date on the way (through each side's view) equal those of the new parameters
     np.testing.assert_allclose(e, R.y - m._predict(R.ents), atol=1e-10)
 
 

@@ -26,9 +26,13 @@ Priors, one group g per block (myFM's grouped hyper-priors): w0 ~ N(0, 1/reg_0);
 w_j ~ N(μ_g, 1/λ_g); v_jf ~ N(μ_gf, 1/λ_gf); μ ~ N(mu_0, 1/(gamma_0·λ)); λ, and the noise
 precision α of r = r̂ + ε, ~ Gamma(alpha_0/2, rate beta_0/2).
 
-Gibbs sweep, in myFM's order (its ``GibbsFMTrainer::update_all``, read from myFM's source):
-α; w0; λ_g and μ_g of the linear weights; every w_j; λ_gf and μ_gf; then for f = 1..k
-every v_jf. r̂ is linear in each single parameter θ (r̂ = g(x) + θ·h(x)), so each
+Gibbs sweep: α; w0; λ_g and μ_g of the linear weights; every w_j; λ_gf and μ_gf; then
+every v_jf, side after side (user, item, day) and in a side factor after factor, its
+one-hot block then its implicit block. myFM (``GibbsFMTrainer::update_all``, read from its
+source) goes factor after factor over all blocks; both are systematic scans of the same
+full conditionals, so both leave the posterior invariant. Sides first lets a side without
+an implicit block draw all k factors of an entity while its ratings are in cache.
+r̂ is linear in each single parameter θ (r̂ = g(x) + θ·h(x)), so each
 conditional is normal: precision λ + α·Σ h², mean (λμ + α·Σ h·(r − g)) / precision, the
 sums over the ratings whose features hold θ. One-hot features of a block never share a
 rating and are drawn together in parallel (the same chain as drawing them one by one);
@@ -64,6 +68,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar, Literal
 
+import numba
 import numpy as np
 import torch
 
@@ -95,9 +100,20 @@ class _Side:
     norm: np.ndarray | None = None  # |N(e)|^-½ per entity
 
 
+class _View:
+    """The rows sorted by one side's entity: ``perm`` (None: the stored order, already by
+    user), the entities' row ranges ``indptr``, and the other sides' entity of every row."""
+
+    def __init__(self, ents: np.ndarray, a: int, n: int):
+        self.perm = None if a == 0 else np.argsort(ents[a], kind="stable").astype(np.int64)
+        own = ents[a] if self.perm is None else ents[a][self.perm]
+        self.indptr = np.concatenate([[0], np.cumsum(np.bincount(own, minlength=n))]).astype(np.int64)
+        self.others = [ents[b] if self.perm is None else ents[b][self.perm] for b in range(len(ents)) if b != a]
+
+
 class _Rows:
-    """The training rows of a sweep, sorted by user, with each side's entity of every row,
-    the users' row ranges, and the sweep's scratch arrays."""
+    """The training rows of a sweep, sorted by user, with each side's entity of every row
+    and each side's view of them."""
 
     def __init__(self, batch: Batch, sides: list[_Side]):
         user = batch.user.cpu().numpy()
@@ -106,13 +122,17 @@ class _Rows:
         self.key = (len(user), batch.user.data_ptr(), batch.rating.data_ptr())
         self.y = batch.rating.cpu().numpy().astype(np.float64)[order]
         self.ents = np.stack([cols[s.name][order] for s in sides]).astype(np.int32)
-        self.indptr = np.concatenate([[0], np.cumsum(np.bincount(self.ents[0], minlength=sides[0].n))])
-        self.buf = [None] + [np.empty((K.CHUNKS, s.n, 5)) for s in sides[1:]]  # scatter's sums, per chunk
-        n = max(s.n for s in sides)
-        self.zeros = np.zeros(n)  # dA, dB before any draw; the P column of the linear weights
-        self.ones = np.ones(n)  # x of a side without an implicit block
-        # no draws yet for the first pass to bring the rows up to date with
-        self.none = (self.ents[0], self.zeros, self.zeros, self.ents[0], self.zeros, self.ents[0], self.zeros)
+        self.views = [_View(self.ents, a, s.n) for a, s in enumerate(sides)]
+        self.no_perm = np.zeros(0, np.int64)
+        self._blocks = {}
+
+    def blocks(self, a: int, n: int) -> np.ndarray:
+        """Side ``a``'s entities cut into ``n`` blocks of about equal rows: the n + 1 bounds."""
+        if (a, n) not in self._blocks:
+            indptr = self.views[a].indptr
+            bounds = np.searchsorted(indptr, np.linspace(0, indptr[-1], n + 1)[1:-1])
+            self._blocks[a, n] = np.concatenate([[0], bounds, [len(indptr) - 1]]).astype(np.int64)
+        return self._blocks[a, n]
 
 
 class BayesianFM(RatingModel):
@@ -257,17 +277,10 @@ class BayesianFM(RatingModel):
 
         for g, b in enumerate(self.blocks):
             self._hyper(rng, getattr(self, f"w_{b}").numpy()[:, None], self.mu_w[g:g + 1], self.lam_w[g:g + 1])
-        PT = np.zeros((len(self.sides), self.k, max(s.n for s in self.sides)))
-        prev = R.none
-        for a, s in enumerate(self.sides):
-            prev = self._draw(rng, R, a, s, e, 0, True, PT, alpha, prev)
+        self._phase(rng, R, e, alpha, True, sums[1])
         for g, b in enumerate(self.blocks):
             self._hyper(rng, getattr(self, f"v_{b}").numpy(), self.mu_v[g], self.lam_v[g])
-        PT[:] = sums[1].transpose(0, 2, 1)  # P (the factors have not moved yet); one factor's column contiguous
-        for f in range(self.k):
-            for a, s in enumerate(self.sides):
-                prev = self._draw(rng, R, a, s, e, f, False, PT, alpha, prev)
-        K.DRAWS[False, len(self.sides) == 3][4](e, prev)
+        self._phase(rng, R, e, alpha, False, sums[1])  # (the linear phase did not move P)
 
         self.n_sweeps += 1
         self._sample = self._side_sums()  # the new sample's, for the watched pairs, forward and the next sweep
@@ -280,40 +293,80 @@ class BayesianFM(RatingModel):
         """This sweep's draws: seeded by the chain's seed and the sweep's number."""
         return np.random.default_rng([int(self.seed), int(self.n_sweeps)])
 
-    def _draw(self, rng, R: _Rows, a: int, s: _Side, e: np.ndarray, f: int, linear: bool, PT: np.ndarray,
-              alpha: float, prev: tuple) -> tuple:
-        """Draw side ``s``'s column ``f`` (its linear weights when ``linear``), one-hot block
-        then implicit block, in one pass over the rows that also brings them up to date with
-        the ``prev`` side's draws; returns this side's draws, for the next pass to take."""
-        kind, mus, lams = ("w", self.mu_w, self.lam_w) if linear else ("v", self.mu_v[:, f], self.lam_v[:, f])
-        col = 0 if linear else f
-        grouped, scatter, chunks_draw, implicit, _ = K.DRAWS[linear, len(self.sides) == 3]
-        st = np.empty((s.n, 8))  # the entities' caches (prizenet.kernels.numba.bfm)
-        other = [(R.ents[b], PT[b, f]) for b in range(len(self.sides)) if b != a]
-        others = (*other[0], *other[-1])  # one other side: the same one twice (the kernels read it once)
-        before = R.zeros if linear else PT[a, f].copy()
-        table = getattr(self, f"{kind}_{s.name}").numpy()
-        table = table[:, None] if linear else table
-        g = self.blocks.index(s.name)
-        draw = (s.norm if s.implicit else R.ones, table, col, float(lams[g]), float(mus[g]), alpha,
-                rng.standard_normal(s.n), st)
-        if a == 0:
-            grouped(R.indptr, e, prev, others, before, *draw)
-        else:
-            scatter(R.ents[a], e, prev, others, R.buf[a])
-            chunks_draw(R.buf[a], before, *draw)
-        if s.implicit:
-            g = self.blocks.index(s.implicit)
-            table = getattr(self, f"{kind}_{s.implicit}").numpy()
-            implicit(s.tindptr, s.tents, table[:, None] if linear else table, col, float(lams[g]), float(mus[g]),
-                     alpha, rng.standard_normal(len(s.tindptr) - 1), st)
-        dA = st[:, K.DA].copy()
+    def _block(self, name: str, linear: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Block ``name``'s table of the phase (its linear weights as one column, or its
+        factors; numpy views, the draws write into the model) and its prior means and
+        precisions, one per column."""
+        g = self.blocks.index(name)
         if linear:
-            dB = R.zeros
-        else:
-            PT[a, f, :s.n] = st[:, K.P]
-            dB = st[:, K.P] - before[:s.n]
-        return (R.ents[a], dA, dB, *others)
+            return getattr(self, f"w_{name}").numpy()[:, None], self.mu_w[g:g + 1].numpy(), self.lam_w[g:g + 1].numpy()
+        return getattr(self, f"v_{name}").numpy(), self.mu_v[g].numpy(), self.lam_v[g].numpy()
+
+    def _phase(self, rng, R: _Rows, e: np.ndarray, alpha: float, linear: bool, P: np.ndarray) -> None:
+        """Draw every linear weight (``linear``) or every factor, side after side, each
+        side on its view of the rows; ``e`` (the residuals, in stored order) is kept up to
+        date. ``P`` (sides × entities × k): the sides' P before."""
+        k = 1 if linear else self.k
+        onehot = K.DRAWS[linear, len(self.sides) == 3][3]
+        P = np.zeros((len(self.sides), P.shape[1], 1)) if linear else P.copy()  # kept current, side by side
+        for a, s in enumerate(self.sides):
+            if s.implicit:
+                self._implicit_side(rng, R, a, e, alpha, linear, P)
+                continue
+            V = R.views[a]
+            o = [b for b in range(len(self.sides)) if b != a]
+            table, mu, lam = self._block(s.name, linear)
+            # every factor of an entity at once; one other side: the same one twice (the kernel reads it once)
+            onehot(V.indptr, V.perm if V.perm is not None else R.no_perm, e,
+                   (V.others[0], P[o[0]], V.others[-1], P[o[-1]]), table, lam, mu, alpha,
+                   rng.standard_normal((s.n, k)), K.CAP)
+            if not linear:
+                P[a, :s.n] = table
+
+    def _implicit_side(self, rng, R: _Rows, a: int, e: np.ndarray, alpha: float, linear: bool,
+                       P: np.ndarray) -> None:
+        """``_phase`` for side ``a``, which has an implicit block: its linear weights, or
+        factor after factor its one-hot and its implicit features, each factor's row pass
+        beside the last one's implicit draws (``prizenet.kernels.numba.bfm.step``); P[a] is
+        brought up to date."""
+        k = 1 if linear else self.k
+        grouped, implicit, apply, _, sums, step = K.DRAWS[linear, len(self.sides) == 3]
+        s, V = self.sides[a], R.views[a]
+        o = [b for b in range(len(self.sides)) if b != a]
+        ents = (V.others[0], V.others[-1])  # one other side: the same one twice (the kernels read it once)
+        table, mu, lam = self._block(s.name, linear)
+        imp, imu, ilam = self._block(s.implicit, linear)
+        ev = e if V.perm is None else e[V.perm]
+        cols = [np.ascontiguousarray(P[b].T) for b in (o[0], o[-1])]  # one factor's column contiguous
+        PT = np.ascontiguousarray(P[a].T)
+        none = np.zeros(s.n)
+        col = lambda f: (cols[0][f], cols[1][f])  # noqa: E731
+        if linear:
+            st = np.empty((s.n, 8))  # the entities' caches (prizenet.kernels.numba.bfm)
+            grouped(V.indptr, ev, s.norm, table, float(lam[0]), float(mu[0]), alpha, rng.standard_normal(s.n), st)
+            implicit(s.tindptr, s.tents, imp, 0, float(ilam[0]), float(imu[0]), alpha,
+                     rng.standard_normal(len(s.tindptr) - 1), st)
+            apply(V.indptr, ev, (st[:, K.DA].copy(), none, *col(0)), (ents[0], cols[0][0], ents[1], cols[1][0]))
+        else:  # factor after factor, each factor's row pass beside the last one's implicit draws
+            acc, acc_next = np.empty((s.n, 8)), np.empty((s.n, 8))
+            sums(R.blocks(a, numba.get_num_threads()), V.indptr, ev, ents, (none, none, *col(0)), col(0), col(0),
+                 acc)
+            blocks = R.blocks(a, max(numba.get_num_threads() - 1, 1))  # step's tasks 1.. (0: the draws)
+            pending, empty = (none, none, *col(0)), (none[:0], none[:0])
+            for f in range(k):
+                st = np.empty((s.n, 8))
+                before = PT[f].copy()
+                step(blocks, V.indptr, ev, ents, pending, col(f), col(f + 1) if f + 1 < k else empty, acc_next,
+                     acc, before, s.norm, table, f, float(lam[f]), float(mu[f]), alpha, rng.standard_normal(s.n),
+                     st, s.tindptr, s.tents, imp, float(ilam[f]), float(imu[f]),
+                     rng.standard_normal(len(s.tindptr) - 1))
+                PT[f, :s.n] = st[:, K.P]
+                pending = (st[:, K.DA].copy(), PT[f, :s.n] - before[:s.n], *col(f))
+                acc, acc_next = acc_next, acc
+            apply(V.indptr, ev, pending, (ents[0], cols[0][k - 1], ents[1], cols[1][k - 1]))
+        P[a] = PT.T
+        if V.perm is not None:
+            e[V.perm] = ev
 
     def _hyper(self, rng, theta: np.ndarray, mu: torch.Tensor, lam: torch.Tensor) -> None:
         """λ ~ Gamma((alpha_0 + n)/2, rate (beta_0 + Σ(θ − μ)²)/2), then μ ~ N((gamma_0·mu_0

@@ -1,10 +1,10 @@
 """The Gibbs sweep of the Bayesian factorization machine (``prizenet.models.bfm``, whose
 docstring has the model, the priors and the conditionals), compiled for the CPU.
 
-The rows are the training ratings, sorted by user. Each row has one entity on each *side*
-(its user, its item, its day); a side's features are the entity's one-hot feature and,
-optionally, an implicit block (N(u) of a user, N(i) of an item) whose features all carry
-the weight x[e] = |N(e)|^-½. For one factor f, a side's entity sums its features into
+The rows are the training ratings. Each row has one entity on each *side* (its user, its
+item, its day); a side's features are the entity's one-hot feature and, optionally, an
+implicit block (N(u) of a user, N(i) of an item) whose features all carry the weight
+x[e] = |N(e)|^-½. For one factor f, a side's entity sums its features into
 P[e] = Σ_j v_jf·x_j. A feature θ = v_jf of entity e enters a row r of e through
 h_r = x·(a_e + s_r), with a_e = P[e] − θ·x (the rest of its side) and s_r the other sides'
 P at row r; for a linear weight θ = w_j, h_r = x (``linear``: a = 1, s = 0). Its
@@ -16,19 +16,28 @@ with e_r = y_r − ŷ_r. Per entity the sums need only C = |rows of e|, S1 = Σ 
 S2 = Σ s_r², E = Σ e_r and SE = Σ s_r·e_r (Rendle 2013's relational caches, myFM's
 ``RelationWiseCache``): Σ h² = x²·(C·a² + 2a·S1 + S2), Σ h·e = x·(a·E + SE). After a
 draw moves θ by d, e_r drops by d·h_r, so E drops by d·x·(a·C + S1) and SE by
-d·x·(a·S1 + S2). The rows themselves take a side's draws on the next side's pass over
-them (or ``apply``'s, after the last): Δŷ_r = dA[e] + dB[e]·s_r, where each entity
-accumulated dA = Σ d·x·a and dB, the change of its P.
+d·x·(a·S1 + S2).
 
-Each side and factor costs one pass over the rows in their stored order: the user side's
-rows are contiguous per user (``grouped``: a user's sums in registers, its draw at once);
-an item's or a day's rows are spread, so ``scatter`` adds each row into its entity's
-sums, in a fixed number of row chunks with a buffer each (no atomics; the sums, and so
-the chain, do not depend on the thread count), and ``draw`` adds up the chunks. One-hot
-features of one block never share a row: they are conditionally independent and drawn in
-parallel. The features of an implicit block share rows and are drawn one after another
-(``implicit``), each touching only the entities that hold it, through their caches ``st``.
-The standard normal draws ``z`` come from the caller (the model's seeded generator).
+A side is drawn on its own view of the rows, sorted by its entity (``indptr``: an
+entity's rows are contiguous), with the other sides' entity of every row in that order;
+the caller gathers the residuals e into the view's order and scatters them back after.
+One-hot features of one block never share a row, so they are conditionally independent:
+drawn in parallel over entities. A side with no implicit block draws all k factors of an
+entity at once (``onehot``: the entity's rows stay in L1 while its k draws run; this is
+the same chain as factor after factor, since no other entity's draw reads its rows). A
+side with an implicit block goes factor by factor: ``grouped`` takes each entity's sums
+and draws its one-hot feature, filling the caches ``st``; ``implicit`` draws the block's
+features one after another (they share rows), each touching only the entities that hold
+it; the rows take those draws on the next factor's pass (Δŷ_r = dA[e] + dB[e]·s_r, where
+each entity accumulated dA = Σ d·x·a and dB, the change of its P) or on ``apply``'s,
+after the last. The standard normal draws ``z`` come from the caller (the model's seeded
+generator); every entity's sums are taken by one thread in row order, so the chain does
+not depend on the thread count.
+
+Only booleans are closed over by the compiled passes (the helpers are module globals):
+numba keys its on-disk cache of a closure by the pickled cell contents, and a captured
+dispatcher pickles differently in every process, which made every run recompile (about
+4.5 s) and the cache grow.
 """
 
 import numba
@@ -36,149 +45,259 @@ import numpy as np
 
 #: the column of each cache in an entity's row of ``st`` (one cache line an entity)
 C, S1, S2, E, SE, P, DA, X = range(8)
-#: row chunks of ``scatter`` (a fixed number, so its sums do not depend on the thread count)
-CHUNKS = 16
+#: the most rows of an entity whose s_r ``onehot`` buffers (k × rows doubles a thread: 16 MB
+#: at k = 32); a larger entity gathers s_r from the tables on each of its 2k passes
+CAP = 1 << 16
+
+
+@numba.njit(inline="always")
+def _other(r, e1, c1, e2, c2, two):
+    """s_r: the other sides' P at row r (``two``: two other sides; else the first only)."""
+    return c1[e1[r]] + c2[e2[r]] if two else c1[e1[r]]
+
+
+@numba.njit(inline="always")
+def _draw(ent, c, s1, s2, ee, se, Pf, x, T, col, lam, mu, alpha, z, st, linear):
+    """Draw entity ``ent``'s one-hot feature (column ``col`` of ``T``) from its sums and
+    fill its caches."""
+    theta = T[ent, col]
+    p = 0.0 if linear else Pf[ent]
+    a = 1.0 if linear else p - theta
+    sq = c * a * a + 2.0 * a * s1 + s2
+    prec = lam + alpha * sq
+    d = (lam * mu + alpha * (a * ee + se + theta * sq)) / prec + z[ent] / np.sqrt(prec) - theta
+    T[ent, col] = theta + d
+    st[ent, C] = c
+    st[ent, S1] = s1
+    st[ent, S2] = s2
+    st[ent, E] = ee - d * (a * c + s1)
+    st[ent, SE] = se - d * (a * s1 + s2)
+    st[ent, P] = 0.0 if linear else p + d
+    st[ent, DA] = d * a
+    st[ent, X] = x[ent]
+
+
+@numba.njit(inline="always")
+def _implicit(tindptr, tents, T, col, lam, mu, alpha, z, st, linear):
+    """Draw column ``col`` of an implicit block's table ``T`` feature by feature, after the
+    one-hot draw filled the caches ``st``; feature j belongs to the entities
+    ``tents[tindptr[j]:tindptr[j+1]]``, each with its weight x = st[e, X]."""
+    for j in range(len(tindptr) - 1):
+        theta = T[j, col]
+        sq = 0.0
+        lin = 0.0
+        for kk in range(tindptr[j], tindptr[j + 1]):
+            ent = tents[kk]
+            x = st[ent, X]
+            a = 1.0 if linear else st[ent, P] - theta * x
+            sq += x * x * (st[ent, C] * a * a + 2.0 * a * st[ent, S1] + st[ent, S2])
+            lin += x * (a * st[ent, E] + st[ent, SE])
+        prec = lam + alpha * sq
+        new = (lam * mu + alpha * (lin + theta * sq)) / prec + z[j] / np.sqrt(prec)
+        d = new - theta
+        T[j, col] = new
+        for kk in range(tindptr[j], tindptr[j + 1]):
+            ent = tents[kk]
+            x = st[ent, X]
+            a = 1.0 if linear else st[ent, P] - theta * x
+            dx = d * x
+            st[ent, E] -= dx * (a * st[ent, C] + st[ent, S1])
+            st[ent, SE] -= dx * (a * st[ent, S1] + st[ent, S2])
+            st[ent, DA] += dx * a
+            if not linear:
+                st[ent, P] += dx
+
+
+@numba.njit(inline="always")
+def _sums(lo, hi, indptr, e, ents, pending, prev, cur, acc, nxt, two):
+    """The row pass of factor g for entities lo..hi-1, on the rows as they are before
+    factor g−1's implicit draws: each row first takes factor g−2's pending draws
+    (``pending`` = (dA, dB, the other sides' P columns at g−2)); then, with s_r at g−1
+    (``prev``) and at g (``cur``), acc[e] = (C, Σe_r, Σs_r, Σs_r², Σs_r·e_r, Σs'_r,
+    Σs'_r·s_r), s' at g−1: what ``step`` needs to correct the sums for g−1's draws once
+    they are known. ``nxt`` false: the rows only take the pending draws."""
+    e1, e2 = ents
+    dA, dB, p1, p2 = pending
+    q1, q2 = prev
+    c1, c2 = cur
+    for ent in range(lo, hi):
+        da = dA[ent]
+        db = dB[ent]
+        if not nxt:
+            for r in range(indptr[ent], indptr[ent + 1]):
+                e[r] -= da + db * _other(r, e1, p1, e2, p2, two)
+            continue
+        ee = 0.0
+        s1 = 0.0
+        s2 = 0.0
+        se = 0.0
+        s1p = 0.0
+        xx = 0.0
+        for r in range(indptr[ent], indptr[ent + 1]):
+            er = e[r] - (da + db * _other(r, e1, p1, e2, p2, two))
+            e[r] = er
+            sq = _other(r, e1, q1, e2, q2, two)
+            sc = _other(r, e1, c1, e2, c2, two)
+            ee += er
+            s1 += sc
+            s2 += sc * sc
+            se += sc * er
+            s1p += sq
+            xx += sq * sc
+        acc[ent, 0] = indptr[ent + 1] - indptr[ent]
+        acc[ent, 1] = ee
+        acc[ent, 2] = s1
+        acc[ent, 3] = s2
+        acc[ent, 4] = se
+        acc[ent, 5] = s1p
+        acc[ent, 6] = xx
 
 
 def _draws(linear: bool, two: bool):
     """The passes of a side's draw, compiled for the linear weights or for the factors, and
     for models of two sides or of three (``two``: each side has two others). Both are
     constants of each compiled pass: run-time flags inside the loops made them up to three
-    times slower. ``others`` = (the other sides' entity of every row and P column; with one
-    other side, its pair twice), for s_r."""
-
-    @numba.njit(inline="always")
-    def other(r, e1, c1, e2, c2):
-        return c1[e1[r]] + c2[e2[r]] if two else c1[e1[r]]
-
-    @numba.njit(inline="always")
-    def taken(e, r, pent, dA, dB, pe1, pc1, pe2, pc2):
-        """e_r after the previous side's draws: ŷ_r rose by dA[g] + dB[g]·s_r; ``prev`` =
-        (that side's entity of every row, its entities' dA and dB, and its other sides'
-        entity rows and P columns, which have not moved since)."""
-        g = pent[r]
-        er = e[r] - (dA[g] + dB[g] * other(r, pe1, pc1, pe2, pc2))
-        e[r] = er
-        return er
-
-    @numba.njit(inline="always")
-    def draw(ent, c, s1, s2, ee, se, Pf, x, T, col, lam, mu, alpha, z, st):
-        theta = T[ent, col]
-        p = 0.0 if linear else Pf[ent]
-        a = 1.0 if linear else p - theta
-        sq = c * a * a + 2.0 * a * s1 + s2
-        prec = lam + alpha * sq
-        d = (lam * mu + alpha * (a * ee + se + theta * sq)) / prec + z[ent] / np.sqrt(prec) - theta
-        T[ent, col] = theta + d
-        st[ent, C] = c
-        st[ent, S1] = s1
-        st[ent, S2] = s2
-        st[ent, E] = ee - d * (a * c + s1)
-        st[ent, SE] = se - d * (a * s1 + s2)
-        st[ent, P] = 0.0 if linear else p + d
-        st[ent, DA] = d * a
-        st[ent, X] = x[ent]
+    times slower. ``others`` = (the other sides' entity of every row of the view and their
+    P column; with one other side, its pair twice) for s_r; ``pending`` = (dA, dB of the
+    side's entities from the last implicit draws, the other sides' P columns they were
+    taken with), for the rows to take. ``grouped`` and ``implicit`` compiled for the
+    linear weights, and ``sums`` and ``step`` for the factors, are the ones used."""
 
     @numba.njit(parallel=True, fastmath=True, nogil=True, cache=True)
-    def grouped(indptr, e, prev, others, Pf, x, T, col, lam, mu, alpha, z, st):
-        """The first side, whose entities own the contiguous rows indptr[e]:indptr[e+1]:
-        each row takes ``prev``'s draws, each entity's sums are taken and its column ``col``
-        of the one-hot table ``T`` drawn (``Pf``: the side's P column before)."""
-        e1, c1, e2, c2 = others
-        pent, dA, dB, pe1, pc1, pe2, pc2 = prev
+    def grouped(indptr, e, x, T, lam, mu, alpha, z, st):
+        """The linear weights of a side with an implicit block: each entity's rows
+        indptr[e]:indptr[e+1] give its sums (C, Σe_r; s_r = 0), its weight T[e, 0] is
+        drawn and its caches ``st`` filled, for ``implicit`` to draw the block's weights
+        and ``apply`` to bring the rows up to date after."""
         for ent in numba.prange(len(indptr) - 1):
-            s1 = 0.0
-            s2 = 0.0
             ee = 0.0
-            se = 0.0
             for r in range(indptr[ent], indptr[ent + 1]):
-                er = taken(e, r, pent, dA, dB, pe1, pc1, pe2, pc2)
-                sr = 0.0 if linear else other(r, e1, c1, e2, c2)
-                s1 += sr
-                s2 += sr * sr
-                ee += er
-                se += sr * er
-            draw(ent, np.float64(indptr[ent + 1] - indptr[ent]), s1, s2, ee, se, Pf, x, T, col, lam, mu, alpha, z,
-                 st)
-
-    @numba.njit(parallel=True, fastmath=True, nogil=True, cache=True)
-    def scatter(ent_of, e, prev, others, buf):
-        """Another side: each row takes ``prev``'s draws and adds (1, s, s², e, s·e) into
-        its entity's sums in its chunk's buffer ``buf[chunk]`` (entities × 5)."""
-        e1, c1, e2, c2 = others
-        pent, dA, dB, pe1, pc1, pe2, pc2 = prev
-        n, chunks = len(ent_of), buf.shape[0]
-        for ch in numba.prange(chunks):
-            b = buf[ch]
-            b[:] = 0.0
-            for r in range(n * ch // chunks, n * (ch + 1) // chunks):
-                er = taken(e, r, pent, dA, dB, pe1, pc1, pe2, pc2)
-                sr = 0.0 if linear else other(r, e1, c1, e2, c2)
-                g = ent_of[r]
-                b[g, 0] += 1.0
-                b[g, 1] += sr
-                b[g, 2] += sr * sr
-                b[g, 3] += er
-                b[g, 4] += sr * er
-
-    @numba.njit(parallel=True, fastmath=True, nogil=True, cache=True)
-    def chunks_draw(buf, Pf, x, T, col, lam, mu, alpha, z, st):
-        """After ``scatter``: each entity's sums over the chunks, in chunk order, and its draw."""
-        for ent in numba.prange(buf.shape[1]):
-            c = 0.0
-            s1 = 0.0
-            s2 = 0.0
-            ee = 0.0
-            se = 0.0
-            for ch in range(buf.shape[0]):
-                c += buf[ch, ent, 0]
-                s1 += buf[ch, ent, 1]
-                s2 += buf[ch, ent, 2]
-                ee += buf[ch, ent, 3]
-                se += buf[ch, ent, 4]
-            draw(ent, c, s1, s2, ee, se, Pf, x, T, col, lam, mu, alpha, z, st)
+                ee += e[r]
+            _draw(ent, np.float64(indptr[ent + 1] - indptr[ent]), 0.0, 0.0, ee, 0.0, x, x, T, 0, lam, mu, alpha, z, st,
+                  True)
 
     @numba.njit(fastmath=True, nogil=True, cache=True)
     def implicit(tindptr, tents, T, col, lam, mu, alpha, z, st):
         """Draw column ``col`` of the implicit block's table ``T`` feature by feature,
-        after the one-hot draw filled the caches ``st``; feature j belongs to the entities
-        ``tents[tindptr[j]:tindptr[j+1]]``, each with its weight x = st[e, X]."""
-        for j in range(len(tindptr) - 1):
-            theta = T[j, col]
-            sq = 0.0
-            lin = 0.0
-            for kk in range(tindptr[j], tindptr[j + 1]):
-                ent = tents[kk]
-                x = st[ent, X]
-                a = 1.0 if linear else st[ent, P] - theta * x
-                sq += x * x * (st[ent, C] * a * a + 2.0 * a * st[ent, S1] + st[ent, S2])
-                lin += x * (a * st[ent, E] + st[ent, SE])
-            prec = lam + alpha * sq
-            new = (lam * mu + alpha * (lin + theta * sq)) / prec + z[j] / np.sqrt(prec)
-            d = new - theta
-            T[j, col] = new
-            for kk in range(tindptr[j], tindptr[j + 1]):
-                ent = tents[kk]
-                x = st[ent, X]
-                a = 1.0 if linear else st[ent, P] - theta * x
-                dx = d * x
-                st[ent, E] -= dx * (a * st[ent, C] + st[ent, S1])
-                st[ent, SE] -= dx * (a * st[ent, S1] + st[ent, S2])
-                st[ent, DA] += dx * a
-                if not linear:
-                    st[ent, P] += dx
+        after the one-hot draw filled the caches ``st`` (``_implicit``)."""
+        _implicit(tindptr, tents, T, col, lam, mu, alpha, z, st, linear)
 
     @numba.njit(parallel=True, fastmath=True, nogil=True, cache=True)
-    def apply(e, prev):
-        """The rows after the last side's draws (``prev`` as in ``taken``)."""
-        pent, dA, dB, pe1, pc1, pe2, pc2 = prev
-        for r in numba.prange(len(pent)):
-            taken(e, r, pent, dA, dB, pe1, pc1, pe2, pc2)
+    def apply(indptr, e, pending, others):
+        """The rows take the pending draws (as in ``grouped``), after the side's last."""
+        e1, _, e2, _ = others
+        dA, dB, pc1, pc2 = pending
+        for ent in numba.prange(len(indptr) - 1):
+            da = dA[ent]
+            db = dB[ent]
+            for r in range(indptr[ent], indptr[ent + 1]):
+                e[r] -= da + (0.0 if linear else db * _other(r, e1, pc1, e2, pc2, two))
 
-    return grouped, scatter, chunks_draw, implicit, apply
+    @numba.njit(parallel=True, fastmath=True, nogil=True, cache=True)
+    def onehot(indptr, perm, e, others, T, lam, mu, alpha, z, cap):
+        """A side without an implicit block: each entity draws its one-hot feature's k
+        factors in turn (its linear weight when ``linear``: k = 1, T = w[:, None]), its
+        rows taking each draw at once. The view's row r is row ``perm[r]`` of ``e`` (empty
+        ``perm``: the stored order). ``others`` hold the other sides' P as (entities × k)
+        tables; an entity of at most ``cap`` rows first copies its rows' s_r of every
+        factor into a (k × rows) buffer, so the k passes read contiguous memory; z is
+        (entities × k)."""
+        e1, P1, e2, P2 = others
+        k = T.shape[1]
+        has_perm = len(perm) > 0
+        for ent in numba.prange(len(indptr) - 1):
+            lo, hi = indptr[ent], indptr[ent + 1]
+            m = hi - lo
+            ev = np.empty(m)
+            for r in range(m):
+                ev[r] = e[perm[lo + r]] if has_perm else e[lo + r]
+            buffered = not linear and m <= cap
+            S = np.empty((k if buffered else 0, m))
+            if buffered:
+                for r in range(m):
+                    g1 = e1[lo + r]
+                    g2 = e2[lo + r]
+                    for f in range(k):
+                        S[f, r] = P1[g1, f] + P2[g2, f] if two else P1[g1, f]
+            for f in range(k):
+                s2 = 0.0
+                ee = 0.0
+                se = 0.0
+                if linear:
+                    for r in range(m):
+                        ee += ev[r]
+                elif buffered:
+                    Sf = S[f]
+                    for r in range(m):
+                        sr = Sf[r]
+                        s2 += sr * sr
+                        se += sr * ev[r]
+                else:
+                    for r in range(m):
+                        sr = P1[e1[lo + r], f] + P2[e2[lo + r], f] if two else P1[e1[lo + r], f]
+                        s2 += sr * sr
+                        se += sr * ev[r]
+                theta = T[ent, f]
+                # a linear weight has h_r = 1; a lone one-hot factor h_r = s_r (a = P − θ = 0)
+                sq = np.float64(m) if linear else s2
+                prec = lam[f] + alpha * sq
+                d = (lam[f] * mu[f] + alpha * ((ee if linear else se) + theta * sq)) / prec \
+                    + z[ent, f] / np.sqrt(prec) - theta
+                T[ent, f] = theta + d
+                if linear:
+                    for r in range(m):
+                        ev[r] -= d
+                elif buffered:
+                    Sf = S[f]
+                    for r in range(m):
+                        ev[r] -= d * Sf[r]
+                else:
+                    for r in range(m):
+                        ev[r] -= d * (P1[e1[lo + r], f] + P2[e2[lo + r], f] if two else P1[e1[lo + r], f])
+            for r in range(m):
+                if has_perm:
+                    e[perm[lo + r]] = ev[r]
+                else:
+                    e[lo + r] = ev[r]
+
+    @numba.njit(parallel=True, fastmath=True, nogil=True, cache=True)
+    def sums(blocks, indptr, e, ents, pending, prev, cur, acc):
+        """``_sums`` of the first factor, the entities cut into ``blocks`` (in parallel)."""
+        for t in numba.prange(len(blocks) - 1):
+            _sums(blocks[t], blocks[t + 1], indptr, e, ents, pending, prev, cur, acc, True, two)
+
+    @numba.njit(parallel=True, fastmath=True, nogil=True, cache=True)
+    def step(blocks, indptr, e, ents, pending, cur, nxt, acc_next, acc, Pf, x, T, col, lam, mu, alpha, z, st, tindptr,
+             tents, imp, ilam, imu, zi):
+        """Factor f of a side with an implicit block, on all cores at once: task 0 draws
+        the one-hot column f from ``acc`` (``_sums`` of f, taken before f−1's implicit
+        draws, corrected here for them: ``pending`` = f−1's dA, dB; ŷ_r rose by
+        dA + dB·s'_r) and then the implicit block's column f, one feature after another;
+        meanwhile the other tasks run ``_sums`` of f+1 into ``acc_next`` over the blocks
+        of entities ``blocks[t-1]:blocks[t]``, their rows taking f−1's pending draws
+        (``pending`` holds the columns they were taken with; ``cur`` are f's, ``nxt``
+        f+1's, empty after the last factor: then the rows only take the pending draws).
+        The tasks share nothing they write. The serial implicit chain is the sweep's
+        critical path; this keeps the row passes off it."""
+        for t in numba.prange(len(blocks)):
+            if t == 0:
+                dA, dB = pending[0], pending[1]
+                for ent in range(len(indptr) - 1):
+                    c = acc[ent, 0]
+                    da = dA[ent]
+                    db = dB[ent]
+                    ee = acc[ent, 1] - c * da - db * acc[ent, 5]
+                    se = acc[ent, 4] - da * acc[ent, 2] - db * acc[ent, 6]
+                    _draw(ent, c, acc[ent, 2], acc[ent, 3], ee, se, Pf, x, T, col, lam, mu, alpha, z, st, False)
+                _implicit(tindptr, tents, imp, col, ilam, imu, alpha, zi, st, False)
+            else:
+                _sums(blocks[t - 1], blocks[t], indptr, e, ents, pending, cur, nxt, acc_next, len(nxt[0]) > 0, two)
+
+    return grouped, implicit, apply, onehot, sums, step
 
 
-#: (grouped, scatter, chunks_draw, implicit, apply) by (linear weights?, three sides?)
+
+#: (grouped, implicit, apply, onehot, sums, step) by (linear weights?, three sides?)
 DRAWS = {(linear, two): _draws(linear, two) for linear in (True, False) for two in (True, False)}
 
 

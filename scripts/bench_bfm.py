@@ -29,6 +29,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
+
+import prizenet  # noqa: E402,F401  (before torch: its OpenMP threads wait passively)
 import torch  # noqa: E402
 
 from prizenet.data.netflix import load_netflix  # noqa: E402

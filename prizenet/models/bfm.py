@@ -105,7 +105,7 @@ class _View:
     user), the entities' row ranges ``indptr``, and the other sides' entity of every row."""
 
     def __init__(self, ents: np.ndarray, a: int, n: int):
-        self.perm = None if a == 0 else np.argsort(ents[a], kind="stable").astype(np.int64)
+        self.perm = None if a == 0 else np.argsort(ents[a], kind="stable").astype(np.int32)
         own = ents[a] if self.perm is None else ents[a][self.perm]
         self.indptr = np.concatenate([[0], np.cumsum(np.bincount(own, minlength=n))]).astype(np.int64)
         self.others = [ents[b] if self.perm is None else ents[b][self.perm] for b in range(len(ents)) if b != a]
@@ -123,7 +123,7 @@ class _Rows:
         self.y = batch.rating.cpu().numpy().astype(np.float64)[order]
         self.ents = np.stack([cols[s.name][order] for s in sides]).astype(np.int32)
         self.views = [_View(self.ents, a, s.n) for a, s in enumerate(sides)]
-        self.no_perm = np.zeros(0, np.int64)
+        self.no_perm = np.zeros(0, np.int32)
         self._blocks = {}
 
     def blocks(self, a: int, n: int) -> np.ndarray:
@@ -336,7 +336,10 @@ class BayesianFM(RatingModel):
         ents = (V.others[0], V.others[-1])  # one other side: the same one twice (the kernels read it once)
         table, mu, lam = self._block(s.name, linear)
         imp, imu, ilam = self._block(s.implicit, linear)
-        ev = e if V.perm is None else e[V.perm]
+        ev = e
+        if V.perm is not None:
+            ev = np.empty_like(e)
+            K.take(e, V.perm, ev)
         cols = [np.ascontiguousarray(P[b].T) for b in (o[0], o[-1])]  # one factor's column contiguous
         PT = np.ascontiguousarray(P[a].T)
         none = np.zeros(s.n)
@@ -366,7 +369,7 @@ class BayesianFM(RatingModel):
             apply(V.indptr, ev, pending, (ents[0], cols[0][k - 1], ents[1], cols[1][k - 1]))
         P[a] = PT.T
         if V.perm is not None:
-            e[V.perm] = ev
+            K.put(ev, V.perm, e)
 
     def _hyper(self, rng, theta: np.ndarray, mu: torch.Tensor, lam: torch.Tensor) -> None:
         """λ ~ Gamma((alpha_0 + n)/2, rate (beta_0 + Σ(θ − μ)²)/2), then μ ~ N((gamma_0·mu_0

@@ -301,6 +301,20 @@ def _draws(linear: bool, two: bool):
 DRAWS = {(linear, two): _draws(linear, two) for linear in (True, False) for two in (True, False)}
 
 
+@numba.njit(parallel=True, nogil=True, cache=True)
+def take(e, perm, out):
+    """out = e[perm], on every core (a view's residuals, from the stored order)."""
+    for r in numba.prange(len(perm)):
+        out[r] = e[perm[r]]
+
+
+@numba.njit(parallel=True, nogil=True, cache=True)
+def put(ev, perm, e):
+    """e[perm] = ev, on every core (a view's residuals, back into the stored order)."""
+    for r in numba.prange(len(perm)):
+        e[perm[r]] = ev[r]
+
+
 @numba.njit(parallel=True, fastmath=True, nogil=True, cache=True)
 def side_sums(indptr, feats, norm, onehot_w, onehot_v, imp_w, imp_v, B, P, W):
     """Per entity of a side: B = Σ w_j x_j, P = Σ v_j x_j (k) and W = ½Σ_f (P_f² − Σ_j

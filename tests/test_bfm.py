@@ -116,38 +116,45 @@ def test_relational_sums_equal_the_dense_fm(features):
 
 
 def brute_force_draws(m, p, linear, z, alpha):
-    """Each parameter of the sweep's phase drawn in turn, in the sampler's order (side after
-    side; in a side factor after factor; in a factor its one-hot block, then its implicit
-    block), from its conditional found by brute force: the log posterior is quadratic in
-    one parameter, so three evaluations of the dense FM give its precision and mean."""
+    """Each parameter of the sweep's phase drawn in turn, in the sampler's order (``scan``
+    "sides": side after side, in a side factor after factor; "factors": factor after
+    factor, in a factor side after side; the linear weights side after side; in both a
+    side's one-hot block, then its implicit block), from its conditional found by brute
+    force: the log posterior is quadratic in one parameter, so three evaluations of the
+    dense FM give its precision and mean."""
     rows = np.flatnonzero(p["train"])
     X, y = design(m, p, rows), p["rating"][rows].astype(np.float64)
     w, V = params(m)
     offset = np.cumsum([0] + [len(getattr(m, f"w_{b}")) for b in m.blocks])
-    for s in m.sides:
-        for f in range(1 if linear else m.k):
-            mu, lam = (m.mu_w.numpy(), m.lam_w.numpy()) if linear else (m.mu_v[:, f].numpy(), m.lam_v[:, f].numpy())
-            for b in [s.name] + ([s.implicit] if s.implicit else []):
-                g = m.blocks.index(b)
-                for j in range(offset[g], offset[g + 1]):
-                    def logpost(theta):
-                        ww, VV = w.copy(), V.copy()
-                        (ww if linear else VV[:, f])[j] = theta
-                        r = y - dense_fm(X, float(m.w0), ww, VV)
-                        return -0.5 * alpha * r @ r - 0.5 * lam[g] * (theta - mu[g]) ** 2
-                    a, b0, c = logpost(-1.0), logpost(0.0), logpost(1.0)
-                    prec = -(a - 2 * b0 + c)
-                    mean = (c - a) / 2 / prec
-                    (w if linear else V[:, f])[j] = mean + z / np.sqrt(prec)
+    factors = range(1 if linear else m.k)
+    if m.scan == "sides" or linear:
+        order = [(s, f) for s in m.sides for f in factors]
+    else:
+        order = [(s, f) for f in factors for s in m.sides]
+    for s, f in order:
+        mu, lam = (m.mu_w.numpy(), m.lam_w.numpy()) if linear else (m.mu_v[:, f].numpy(), m.lam_v[:, f].numpy())
+        for b in [s.name] + ([s.implicit] if s.implicit else []):
+            g = m.blocks.index(b)
+            for j in range(offset[g], offset[g + 1]):
+                def logpost(theta):
+                    ww, VV = w.copy(), V.copy()
+                    (ww if linear else VV[:, f])[j] = theta
+                    r = y - dense_fm(X, float(m.w0), ww, VV)
+                    return -0.5 * alpha * r @ r - 0.5 * lam[g] * (theta - mu[g]) ** 2
+                a, b0, c = logpost(-1.0), logpost(0.0), logpost(1.0)
+                prec = -(a - 2 * b0 + c)
+                mean = (c - a) / 2 / prec
+                (w if linear else V[:, f])[j] = mean + z / np.sqrt(prec)
     return w, V
 
 
 @pytest.mark.parametrize("features", ["mf", "svdpp", "timesvdpp_flipped"])
-@pytest.mark.parametrize("linear", [True, False])
+@pytest.mark.parametrize("phase", ["linear", "sides", "factors"])  # the factors in either scan
 @pytest.mark.parametrize("z", [0.0, 1.0])  # z = 0: the conditional mean; z = 1: mean + its sd
-def test_each_conditional_equals_the_brute_force_posterior(features, linear, z):
+def test_each_conditional_equals_the_brute_force_posterior(features, phase, z):
     p = problem(1)
-    m = make(p, features=features, n_factors=3)
+    linear = phase == "linear"
+    m = make(p, features=features, n_factors=3, scan="sides" if linear else phase)
     g = torch.Generator().manual_seed(3)
     for b in m.blocks:
         getattr(m, f"w_{b}").normal_(generator=g)
@@ -159,7 +166,10 @@ def test_each_conditional_equals_the_brute_force_posterior(features, linear, z):
     from prizenet.models.bfm import _Rows
     R = m._rows = _Rows(batch(p), m.sides)
     e = R.y - m._predict(R.ents)
-    m._phase(Fixed(z), R, e, alpha, linear, m._side_sums()[1])
+    if m.scan == "factors" and not linear:
+        m._factor_major(Fixed(z), R, e, alpha, m._side_sums()[1])
+    else:
+        m._phase(Fixed(z), R, e, alpha, linear, m._side_sums()[1])
     got_w, got_V = params(m)
     np.testing.assert_allclose(got_w, want_w, rtol=1e-9, atol=1e-10)
     np.testing.assert_allclose(got_V, want_V, rtol=1e-9, atol=1e-10)
@@ -226,15 +236,16 @@ def test_probe_predictions_are_the_running_average_of_the_kept_samples():
     np.testing.assert_allclose(m(wb).double().numpy(), samples[-1], rtol=1e-6)
 
 
-def test_a_chain_resumed_mid_way_equals_the_unbroken_chain():
+@pytest.mark.parametrize("scan", ["sides", "factors"])
+def test_a_chain_resumed_mid_way_equals_the_unbroken_chain(scan):
     p = problem(3)
     b = batch(p)
-    whole = make(p, seed=0)
+    whole = make(p, seed=0, scan=scan)
     run(whole, b, 6)
-    half = make(p, seed=0)
+    half = make(p, seed=0, scan=scan)
     run(half, b, 3)
     state = {k: v.clone() for k, v in half.state_dict().items()}
-    resumed = make(p, seed=99)  # another init: everything comes from the checkpoint
+    resumed = make(p, seed=99, scan=scan)  # another init: everything comes from the checkpoint
     resumed.load_state_dict(state)
     run(resumed, b, 3)
     for k, v in whole.state_dict().items():
@@ -249,7 +260,7 @@ DEFAULT_SWEEPS = 6
 
 @pytest.mark.parametrize("change", [dict(n_factors=3), dict(features="svdpp"), dict(burn_in=1),
                                     dict(init_std=1.0), dict(alpha_0=50.0), dict(beta_0=50.0),
-                                    dict(gamma_0=50.0), dict(mu_0=1.0), dict(reg_0=1e4)])
+                                    dict(gamma_0=50.0), dict(mu_0=1.0), dict(reg_0=1e4), dict(scan="factors")])
 def test_every_hyper_parameter_changes_the_result(change):
     p = problem(4)
     b, wb = batch(p), batch(p, p["watch"])
@@ -320,7 +331,8 @@ def test_a_cold_user_falls_back_to_what_the_items_carry():
 
 
 
-def test_a_chain_does_not_depend_on_the_thread_count():
+@pytest.mark.parametrize("scan", ["sides", "factors"])
+def test_a_chain_does_not_depend_on_the_thread_count(scan):
     """The parallel draws split entities between threads, each entity's sums taken by one
     thread in row order: one thread and all cores give the same chain, bit for bit."""
     import numba
@@ -331,7 +343,7 @@ def test_a_chain_does_not_depend_on_the_thread_count():
     try:
         for threads in (1, numba.config.NUMBA_NUM_THREADS):
             numba.set_num_threads(threads)
-            m = make(p, seed=0)
+            m = make(p, seed=0, scan=scan)
             run(m, b, 4)
             states.append(m.state_dict())
     finally:

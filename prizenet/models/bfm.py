@@ -26,12 +26,14 @@ Priors, one group g per block (myFM's grouped hyper-priors): w0 ~ N(0, 1/reg_0);
 w_j ~ N(μ_g, 1/λ_g); v_jf ~ N(μ_gf, 1/λ_gf); μ ~ N(mu_0, 1/(gamma_0·λ)); λ, and the noise
 precision α of r = r̂ + ε, ~ Gamma(alpha_0/2, rate beta_0/2).
 
-Gibbs sweep: α; w0; λ_g and μ_g of the linear weights; every w_j; λ_gf and μ_gf; then
-every v_jf, side after side (user, item, day) and in a side factor after factor, its
-one-hot block then its implicit block. myFM (``GibbsFMTrainer::update_all``, read from its
-source) goes factor after factor over all blocks; both are systematic scans of the same
-full conditionals, so both leave the posterior invariant. Sides first lets a side without
-an implicit block draw all k factors of an entity while its ratings are in cache.
+Gibbs sweep: α; w0; λ_g and μ_g of the linear weights; every w_j (side after side); λ_gf
+and μ_gf; then every v_jf in the order ``scan`` picks. ``"sides"``: side after side (user,
+item, day), in a side factor after factor, its one-hot block then its implicit block; a side
+without an implicit block draws all k factors of an entity while its ratings are in cache.
+``"factors"``: myFM's order (``GibbsFMTrainer::update_all``, read from its source), factor
+after factor, in each every side. Both are systematic scans of the same full conditionals,
+so both leave the posterior invariant; "sides" is 1.5-3x faster a sweep, but at rank 64 its
+chains mixed more slowly per sample (docs/benchmarks.md).
 r̂ is linear in each single parameter θ (r̂ = g(x) + θ·h(x)), so each
 conditional is normal: precision λ + α·Σ h², mean (λμ + α·Σ h·(r − g)) / precision, the
 sums over the ratings whose features hold θ. One-hot features of a block never share a
@@ -124,6 +126,11 @@ class _Rows:
         self.ents = np.stack([cols[s.name][order] for s in sides]).astype(np.int32)
         self.views = [_View(self.ents, a, s.n) for a, s in enumerate(sides)]
         self.no_perm = np.zeros(0, np.int32)
+        # scan="factors": the other sides' scatter buffers (per chunk) and the no-draws-yet prev
+        self.buf = [None] + [np.empty((K.CHUNKS, s.n, 5)) for s in sides[1:]]
+        n = max(s.n for s in sides)
+        self.zeros, self.ones = np.zeros(n), np.ones(n)
+        self.none = (self.ents[0], self.zeros, self.zeros, self.ents[0], self.zeros, self.ents[0], self.zeros)
         self._blocks = {}
 
     def blocks(self, a: int, n: int) -> np.ndarray:
@@ -143,12 +150,16 @@ class BayesianFM(RatingModel):
                  n_factors: int = 32,
                  features: Literal["mf", "svdpp", "timesvd", "timesvdpp", "timesvdpp_flipped"] = "mf",
                  burn_in: int = 5, init_std: float = 0.1, alpha_0: float = 1.0, beta_0: float = 1.0,
-                 gamma_0: float = 1.0, mu_0: float = 0.0, reg_0: float = 1.0):
+                 gamma_0: float = 1.0, mu_0: float = 0.0, reg_0: float = 1.0,
+                 scan: Literal["sides", "factors"] = "sides"):
         super().__init__()
         if features not in FEATURES:
             raise ValueError(f"features must be one of {tuple(FEATURES)}, got {features!r}")
         if burn_in < 0:
             raise ValueError(f"burn_in must be at least 0, got {burn_in}")
+        if scan not in ("sides", "factors"):
+            raise ValueError(f"scan must be 'sides' or 'factors', got {scan!r}")
+        self.scan = scan
         use_day, use_nu, use_ni = FEATURES[features]
         self.features, self.k, self.burn_in = features, int(n_factors), int(burn_in)
         self.alpha_0, self.beta_0, self.gamma_0, self.mu_0, self.reg_0 = map(float, (alpha_0, beta_0, gamma_0, mu_0,
@@ -280,7 +291,10 @@ class BayesianFM(RatingModel):
         self._phase(rng, R, e, alpha, True, sums[1])
         for g, b in enumerate(self.blocks):
             self._hyper(rng, getattr(self, f"v_{b}").numpy(), self.mu_v[g], self.lam_v[g])
-        self._phase(rng, R, e, alpha, False, sums[1])  # (the linear phase did not move P)
+        if self.scan == "sides":  # (the linear phase did not move P)
+            self._phase(rng, R, e, alpha, False, sums[1])
+        else:
+            self._factor_major(rng, R, e, alpha, sums[1])
 
         self.n_sweeps += 1
         self._sample = self._side_sums()  # the new sample's, for the watched pairs, forward and the next sweep
@@ -370,6 +384,36 @@ class BayesianFM(RatingModel):
         P[a] = PT.T
         if V.perm is not None:
             K.put(ev, V.perm, e)
+
+    def _factor_major(self, rng, R: _Rows, e: np.ndarray, alpha: float, P: np.ndarray) -> None:
+        """The factor phase with ``scan="factors"`` (myFM's order): for f = 1..k, every
+        side's one-hot then implicit column f, on the rows in stored order; each pass also
+        brings the rows up to date with the previous side's draws."""
+        first, scatter, chunks_draw, apply = K.FACTOR_MAJOR[len(self.sides) == 3]
+        implicit = K.DRAWS[False, len(self.sides) == 3][1]
+        PT = np.ascontiguousarray(P.transpose(0, 2, 1))  # one factor's column contiguous
+        prev = R.none
+        for f in range(self.k):
+            for a, s in enumerate(self.sides):
+                st = np.empty((s.n, 8))  # the entities' caches (prizenet.kernels.numba.bfm)
+                other = [(R.ents[b], PT[b, f]) for b in range(len(self.sides)) if b != a]
+                others = (*other[0], *other[-1])  # one other side: the same one twice (the kernels read it once)
+                before = PT[a, f].copy()
+                table, mu, lam = self._block(s.name, False)
+                draw = (s.norm if s.implicit else R.ones, table, f, float(lam[f]), float(mu[f]), alpha,
+                        rng.standard_normal(s.n), st)
+                if a == 0:
+                    first(R.views[0].indptr, e, prev, others, before, *draw)
+                else:
+                    scatter(R.ents[a], e, prev, others, R.buf[a])
+                    chunks_draw(R.buf[a], before, *draw)
+                if s.implicit:
+                    imp, imu, ilam = self._block(s.implicit, False)
+                    implicit(s.tindptr, s.tents, imp, f, float(ilam[f]), float(imu[f]), alpha,
+                             rng.standard_normal(len(s.tindptr) - 1), st)
+                PT[a, f, :s.n] = st[:, K.P]
+                prev = (R.ents[a], st[:, K.DA].copy(), st[:, K.P] - before[:s.n], *others)
+        apply(e, prev)
 
     def _hyper(self, rng, theta: np.ndarray, mu: torch.Tensor, lam: torch.Tensor) -> None:
         """λ ~ Gamma((alpha_0 + n)/2, rate (beta_0 + Σ(θ − μ)²)/2), then μ ~ N((gamma_0·mu_0

@@ -301,6 +301,92 @@ def _draws(linear: bool, two: bool):
 DRAWS = {(linear, two): _draws(linear, two) for linear in (True, False) for two in (True, False)}
 
 
+@numba.njit(inline="always")
+def _taken(e, r, prev, two):
+    """e_r after the previous side's draws (``scan="factors"``): ŷ_r rose by dA[g] + dB[g]·s_r;
+    ``prev`` = (that side's entity of every row, its entities' dA and dB, its other sides'
+    entity rows and P columns, which have not moved since)."""
+    pent, dA, dB, pe1, pc1, pe2, pc2 = prev
+    g = pent[r]
+    er = e[r] - (dA[g] + dB[g] * _other(r, pe1, pc1, pe2, pc2, two))
+    e[r] = er
+    return er
+
+
+def _factor_major(two: bool):
+    """The factor phase in myFM's order (the model's ``scan="factors"``): factor after factor,
+    in each every side, all on the rows in their stored order (by user). The first side's
+    entities own contiguous rows (``first``); another side's rows are spread, so ``scatter``
+    adds each row into its entity's sums in a fixed number of row chunks with a buffer each
+    (no atomics; the sums do not depend on the thread count) and ``chunks_draw`` adds up the
+    chunks in order. Each pass first brings its rows up to date with the previous side's
+    draws (``prev``, ``_taken``); ``apply`` does it after the last."""
+
+    @numba.njit(parallel=True, fastmath=True, nogil=True, cache=True)
+    def first(indptr, e, prev, others, Pf, x, T, col, lam, mu, alpha, z, st):
+        e1, c1, e2, c2 = others
+        for ent in numba.prange(len(indptr) - 1):
+            s1 = 0.0
+            s2 = 0.0
+            ee = 0.0
+            se = 0.0
+            for r in range(indptr[ent], indptr[ent + 1]):
+                er = _taken(e, r, prev, two)
+                sr = _other(r, e1, c1, e2, c2, two)
+                s1 += sr
+                s2 += sr * sr
+                ee += er
+                se += sr * er
+            _draw(ent, np.float64(indptr[ent + 1] - indptr[ent]), s1, s2, ee, se, Pf, x, T, col, lam, mu, alpha, z,
+                  st, False)
+
+    @numba.njit(parallel=True, fastmath=True, nogil=True, cache=True)
+    def scatter(ent_of, e, prev, others, buf):
+        e1, c1, e2, c2 = others
+        n, chunks = len(ent_of), buf.shape[0]
+        for ch in numba.prange(chunks):
+            b = buf[ch]
+            b[:] = 0.0
+            for r in range(n * ch // chunks, n * (ch + 1) // chunks):
+                er = _taken(e, r, prev, two)
+                sr = _other(r, e1, c1, e2, c2, two)
+                g = ent_of[r]
+                b[g, 0] += 1.0
+                b[g, 1] += sr
+                b[g, 2] += sr * sr
+                b[g, 3] += er
+                b[g, 4] += sr * er
+
+    @numba.njit(parallel=True, fastmath=True, nogil=True, cache=True)
+    def chunks_draw(buf, Pf, x, T, col, lam, mu, alpha, z, st):
+        for ent in numba.prange(buf.shape[1]):
+            c = 0.0
+            s1 = 0.0
+            s2 = 0.0
+            ee = 0.0
+            se = 0.0
+            for ch in range(buf.shape[0]):
+                c += buf[ch, ent, 0]
+                s1 += buf[ch, ent, 1]
+                s2 += buf[ch, ent, 2]
+                ee += buf[ch, ent, 3]
+                se += buf[ch, ent, 4]
+            _draw(ent, c, s1, s2, ee, se, Pf, x, T, col, lam, mu, alpha, z, st, False)
+
+    @numba.njit(parallel=True, fastmath=True, nogil=True, cache=True)
+    def apply(e, prev):
+        for r in numba.prange(len(prev[0])):
+            _taken(e, r, prev, two)
+
+    return first, scatter, chunks_draw, apply
+
+
+#: (first, scatter, chunks_draw, apply) of ``scan="factors"``, by three sides?
+FACTOR_MAJOR = {two: _factor_major(two) for two in (True, False)}
+#: row chunks of ``scatter`` (a fixed number, so its sums do not depend on the thread count)
+CHUNKS = 16
+
+
 @numba.njit(parallel=True, nogil=True, cache=True)
 def take(e, perm, out):
     """out = e[perm], on every core (a view's residuals, from the stored order)."""

@@ -18,21 +18,25 @@ S2 = Σ s_r², E = Σ e_r and SE = Σ s_r·e_r (Rendle 2013's relational caches,
 draw moves θ by d, e_r drops by d·h_r, so E drops by d·x·(a·C + S1) and SE by
 d·x·(a·S1 + S2).
 
-A side is drawn on its own view of the rows, sorted by its entity (``indptr``: an
-entity's rows are contiguous), with the other sides' entity of every row in that order;
-the caller gathers the residuals e into the view's order and scatters them back after.
-One-hot features of one block never share a row, so they are conditionally independent:
-drawn in parallel over entities. A side with no implicit block draws all k factors of an
-entity at once (``onehot``: the entity's rows stay in L1 while its k draws run; this is
-the same chain as factor after factor, since no other entity's draw reads its rows). A
-side with an implicit block goes factor by factor: ``grouped`` takes each entity's sums
-and draws its one-hot feature, filling the caches ``st``; ``implicit`` draws the block's
-features one after another (they share rows), each touching only the entities that hold
-it; the rows take those draws on the next factor's pass (Δŷ_r = dA[e] + dB[e]·s_r, where
+With the model's ``scan="sides"`` a side is drawn on its own view of the rows, sorted by
+its entity (``indptr``: an entity's rows are contiguous), with the other sides' entity of
+every row in that order; the residuals e are gathered into the view's order and scattered
+back after (``take``, ``put``, or inside ``onehot``). One-hot features of one block never
+share a row, so they are conditionally independent: drawn in parallel over entities. A
+side with no implicit block draws all k factors of an entity at once (``onehot``: the
+entity's rows stay in L1 while its k draws run; this is the same chain as factor after
+factor, since no other entity's draw reads its rows). A side with an implicit block goes
+factor by factor (``step``): task 0 draws the one-hot column from the entities' sums,
+filling the caches ``st``, then the block's features one after another (``_implicit``:
+they share rows, and each touches only the entities that hold it), while the other tasks
+take the next factor's sums (``_sums``), corrected afterwards for the draws they did not
+see; the rows take each factor's draws on the next pass (Δŷ_r = dA[e] + dB[e]·s_r, where
 each entity accumulated dA = Σ d·x·a and dB, the change of its P) or on ``apply``'s,
-after the last. The standard normal draws ``z`` come from the caller (the model's seeded
-generator); every entity's sums are taken by one thread in row order, so the chain does
-not depend on the thread count.
+after the last. The linear weights go the same way, one column (``onehot``, or
+``grouped`` + ``implicit`` + ``apply``). ``scan="factors"`` (``_factor_major``) is myFM's
+order on the rows in stored order. The standard normal draws ``z`` come from the caller
+(the model's seeded generator); every entity's sums are taken by one thread in row order,
+so the chain does not depend on the thread count.
 
 Only booleans are closed over by the compiled passes (the helpers are module globals):
 numba keys its on-disk cache of a closure by the pickled cell contents, and a captured

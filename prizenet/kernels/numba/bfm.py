@@ -61,6 +61,12 @@ def _other(r, e1, c1, e2, c2, two):
 
 
 @numba.njit(inline="always")
+def _other_f(r, e1, P1, e2, P2, f, two):
+    """``_other`` from the other sides' (entities × k) tables, at factor f."""
+    return P1[e1[r], f] + P2[e2[r], f] if two else P1[e1[r], f]
+
+
+@numba.njit(inline="always")
 def _draw(ent, c, s1, s2, ee, se, Pf, x, T, col, lam, mu, alpha, z, st, linear):
     """Draw entity ``ent``'s one-hot feature (column ``col`` of ``T``) from its sums and
     fill its caches."""
@@ -164,8 +170,9 @@ def _draws(linear: bool, two: bool):
     times slower. ``others`` = (the other sides' entity of every row of the view and their
     P column; with one other side, its pair twice) for s_r; ``pending`` = (dA, dB of the
     side's entities from the last implicit draws, the other sides' P columns they were
-    taken with), for the rows to take. ``grouped`` and ``implicit`` compiled for the
-    linear weights, and ``sums`` and ``step`` for the factors, are the ones used."""
+    taken with), for the rows to take. Used: ``onehot`` and ``apply`` in both phases,
+    ``grouped`` and ``implicit`` for the linear weights, ``sums`` and ``step`` for the
+    factors, and ``implicit`` for the factors of ``scan="factors"`` too."""
 
     @numba.njit(parallel=True, fastmath=True, nogil=True, cache=True)
     def grouped(indptr, e, x, T, lam, mu, alpha, z, st):
@@ -219,10 +226,8 @@ def _draws(linear: bool, two: bool):
             S = np.empty((k if buffered else 0, m))
             if buffered:
                 for r in range(m):
-                    g1 = e1[lo + r]
-                    g2 = e2[lo + r]
                     for f in range(k):
-                        S[f, r] = P1[g1, f] + P2[g2, f] if two else P1[g1, f]
+                        S[f, r] = _other_f(lo + r, e1, P1, e2, P2, f, two)
             for f in range(k):
                 s2 = 0.0
                 ee = 0.0
@@ -238,7 +243,7 @@ def _draws(linear: bool, two: bool):
                         se += sr * ev[r]
                 else:
                     for r in range(m):
-                        sr = P1[e1[lo + r], f] + P2[e2[lo + r], f] if two else P1[e1[lo + r], f]
+                        sr = _other_f(lo + r, e1, P1, e2, P2, f, two)
                         s2 += sr * sr
                         se += sr * ev[r]
                 theta = T[ent, f]
@@ -257,7 +262,7 @@ def _draws(linear: bool, two: bool):
                         ev[r] -= d * Sf[r]
                 else:
                     for r in range(m):
-                        ev[r] -= d * (P1[e1[lo + r], f] + P2[e2[lo + r], f] if two else P1[e1[lo + r], f])
+                        ev[r] -= d * _other_f(lo + r, e1, P1, e2, P2, f, two)
             for r in range(m):
                 if has_perm:
                     e[perm[lo + r]] = ev[r]

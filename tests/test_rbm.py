@@ -147,6 +147,34 @@ def test_one_cd1_step_equals_the_direct_computation(data):
         assert torch.allclose(getattr(m, name), before[name] + want_vel, atol=1e-5), name
 
 
+def test_the_factored_step_is_the_chain_rule_of_the_full_one(data):
+    """rank = C: W = A·B (the paper's section 5), and one CD-1 step moves A and B along the
+    chain rule of the full W's contrastive-divergence gradient: dA = (dW / n_i)·Bᵀ per item,
+    dB = Σ_i A_iᵀ dW_i / n_users."""
+    user, item, rating, nu = data
+    kw = dict(lr_w=0.1, lr_bv=0.2, lr_bh=0.3, lr_d=0.4, weight_decay=0.05, momentum=0.5, cd_steps=[1])
+    f = model(data, rank=3, **kw)
+    assert f.A.shape == (I, 5, 3) and f.B.shape == (3, F)
+    assert torch.allclose(f.W, f.A @ f.B) and not f.W[I - 1].any()  # the unrated item keeps no weights
+    full = model(data, **kw)
+    full.load_state_dict({k: v for k, v in f.state_dict().items() if k in full.state_dict()}, strict=False)
+    A0, B0, W0 = f.A.clone(), f.B.clone(), f.W.clone()
+    b = batch(user, item, rating)
+    b.users, b.inverse = torch.unique(b.user, return_inverse=True)
+    for m in (full, f):
+        torch.manual_seed(5)
+        m.learn(b, scale=0.5, epoch=0)
+    dWn = full.vel_W / (0.1 * 0.5) + 0.05 * W0  # the full step's dW / n_i (its decay taken back out)
+    n_i = torch.from_numpy(np.maximum(np.bincount(item, minlength=I), 1)).float()
+    dA = dWn @ B0.T - 0.05 * A0
+    dB = torch.einsum("ikc,ikf->cf", A0, dWn * n_i[:, None, None]) / len(np.unique(user)) - 0.05 * B0
+    assert torch.allclose(f.vel_A, 0.05 * dA, atol=1e-6) and torch.allclose(f.A, A0 + 0.05 * dA, atol=1e-6)
+    assert torch.allclose(f.vel_B, 0.05 * dB, atol=1e-6) and torch.allclose(f.B, B0 + 0.05 * dB, atol=1e-6)
+    assert torch.allclose(f.W, f.A @ f.B, atol=1e-6)
+    for name in ("bv", "bh", "D"):  # the rest of the step is the full model's
+        assert torch.allclose(getattr(f, name), getattr(full, name), atol=1e-6), name
+
+
 def test_cd_steps_rise_with_the_epochs(data):
     m = model(data, cd_steps=[1, 3, 5], cd_every=2)
     assert [m.steps_at(e) for e in range(8)] == [1, 1, 3, 3, 5, 5, 5, 5]

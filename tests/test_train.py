@@ -208,8 +208,9 @@ def run_cli(*args, **kw):
 @pytest.mark.parametrize("model", [["model.n_factors=32"],  # svd's kernel
                                    ["model=bfm", "model.features=timesvdpp_flipped", "model.n_factors=32"],  # a chain
                                    ["model=integrated", "model.n_factors=8", "model.k=50"],  # neighbours found once
-                                   ["model=rbm", "model.n_hidden=16", "model.cd_every=2"]],  # CD-T, its RNG, momentum
-                         ids=["svd", "bfm", "integrated", "rbm"])
+                                   ["model=rbm", "model.n_hidden=16", "model.cd_every=2"],  # CD-T, its RNG, momentum
+                                   ["model=rbm", "model.n_hidden=16", "model.rank=4"]],  # W = A·B kept from A and B
+                         ids=["svd", "bfm", "integrated", "rbm", "rbm_factored"])
 def test_resume_after_kill_ends_with_the_same_result(tmp_path, model):
     # (fixed threads: the default measures 1 against 2 cores, so its runs vary with the machine's load)
     args = [*QUIET, "data.users=1000", "data.items=200", "data.ratings=60000", "trainer.n_epochs=8", "trainer.patience=8",

@@ -18,6 +18,12 @@ Mnih & Hinton 2007): one RBM per user (a "case"), all sharing their weights.
 * ``by="item"``: the same machine on the transposed matrix (one RBM per item, a softmax per
   user who rated it, N(i) = the users who rated or will rate i), Sedhain et al.'s (2015)
   I-RBM; the loader's batches then hold whole items.
+* ``rank`` = C > 0: the paper's factored weights (its section 5), W[i, k, f] = Σ_c
+  A[i, k, c]·B[c, f], n_units·K·C + C·F weights instead of n_units·K·F. W is kept
+  materialised (A·B after every update), so inference is unchanged; learning moves A and B
+  along the chain rule of W's gradient below, dA = (ΔW / cases that rated i)·Bᵀ and
+  dB = Σ_i A_iᵀ ΔW_i / cases in the batch, both at ``lr_w`` with weight decay. A and B start
+  so that W's entries have variance init_std², as the full W's do.
 * Learning: contrastive divergence CD-T (Hinton 2002) on the loader's batches of whole
   cases. Per batch, the data phase p̂⁰ = p(h | V, r); T alternating Gibbs steps (h sampled,
   then the case's visible units sampled from their softmax, the last step's kept as
@@ -76,7 +82,7 @@ class RBM(RatingModel):
                  conditional: bool = True, lr_w: float = 0.01, lr_bv: float = 0.01, lr_bh: float = 0.01,
                  lr_d: float = 0.001, weight_decay: float = 0.001, momentum: float = 0.9,
                  cd_steps: list[int] | tuple[int, ...] = (1, 3, 5, 9), cd_every: int = 10, init_std: float = 0.01,
-                 prior: float = 1.0, predict: Literal["exact", "mean_field"] = "exact"):
+                 prior: float = 1.0, predict: Literal["exact", "mean_field"] = "exact", rank: int = 0):
         super().__init__()
         levels = np.asarray(rating_levels, np.float32)
         if levels.ndim != 1 or len(levels) < 2:
@@ -89,6 +95,8 @@ class RBM(RatingModel):
             raise ValueError(f"cd_steps must be Gibbs step counts of at least 1, got {list(cd_steps)}")
         if cd_every < 1:
             raise ValueError(f"cd_every must be at least 1, got {cd_every}")
+        if rank < 0:
+            raise ValueError(f"rank must be 0 (a full W) or the number of factors of W = A·B, got {rank}")
         self.by = self.group_by = by  # the loader's batches hold whole cases (users, or items)
         self.n_users, self.n_items, self.n_hidden = int(n_users), int(n_items), int(n_hidden)
         self.n_units = self.n_items if by == "user" else self.n_users
@@ -116,12 +124,23 @@ class RBM(RatingModel):
         counts = torch.zeros(self.n_units, K).index_put_((self.case_units, self.case_levels),
                                                          torch.ones(len(self.case_units)), accumulate=True)
         p = (counts.sum(0) + 1.0) / (counts.sum() + K)  # the global level frequencies
-        self.register_buffer("W", torch.randn(self.n_units, K, F) * init_std)
+        self.rank = int(rank)
+        if self.rank:  # W = A·B: A[i, k, c] per unit and level, B[c, f] shared (the paper's section 5)
+            std = (init_std / self.rank ** 0.5) ** 0.5  # so that W's entries start at N(0, init_std²)
+            self.register_buffer("A", torch.randn(self.n_units, K, self.rank) * std)
+            self.register_buffer("B", torch.randn(self.rank, F) * std)
+            self.register_buffer("W", self.A @ self.B)
+        else:
+            self.register_buffer("W", torch.randn(self.n_units, K, F) * init_std)
         self.register_buffer("bv", torch.log((counts + prior * p) / (counts.sum(1, keepdim=True) + prior)))
         self.register_buffer("bh", torch.zeros(F))
         self.register_buffer("D", torch.zeros(self.n_units, F))
-        for name in ("W", "bv", "bh", "D"):  # momentum: saved with the model, so a resumed run continues it
+        for name in self.learned():  # momentum: saved with the model, so a resumed run continues it
             self.register_buffer(f"vel_{name}", torch.zeros_like(getattr(self, name)))
+
+    def learned(self) -> tuple[str, ...]:
+        """The tensors contrastive divergence updates (W is A·B when ``rank`` is set)."""
+        return ("A", "B", "bv", "bh", "D") if self.rank else ("W", "bv", "bh", "D")
 
     def level_of(self, rating: torch.Tensor) -> torch.Tensor:
         """The index of each rating among the levels (a rating between two: the nearer)."""
@@ -133,7 +152,11 @@ class RBM(RatingModel):
         """Units without a training rating keep no weights: they predict from bv (the global levels)."""
         counts = n_item_ratings if self.by == "user" else n_user_ratings
         unseen = torch.from_numpy(np.flatnonzero(np.asarray(counts) == 0)).to(self.W.device)
-        self.W.index_fill_(0, unseen, 0.0)
+        if self.rank:
+            self.A.index_fill_(0, unseen, 0.0)
+            self.W.copy_(self.A @ self.B)
+        else:
+            self.W.index_fill_(0, unseen, 0.0)
 
     def steps_at(self, epoch: int) -> int:
         """T of CD-T in (0-based) ``epoch``."""
@@ -218,7 +241,13 @@ class RBM(RatingModel):
         per_unit = ratings_per(unit, self.n_units).clamp(min=1).to(Wi.dtype)  # the batch's cases that rated it
         dW = torch.zeros_like(self.W).index_add_(
             0, unit, v0[:, :, None] * ph0[inverse][:, None, :] - v[:, :, None] * ph[inverse][:, None, :])
-        self._step("W", dW / per_unit[:, None, None], scale, decay=True)
+        if self.rank:  # the chain rule through W = A·B: dA = dW·Bᵀ per unit, dB = Σ_i A_iᵀ dW_i per case
+            dA, dB = (dW / per_unit[:, None, None]) @ self.B.T, torch.einsum("ikc,ikf->cf", self.A, dW) / max(n_b, 1)
+            self._step("A", dA, scale, decay=True, rate="W")
+            self._step("B", dB, scale, decay=True, rate="W")
+            self.W.copy_(self.A @ self.B)
+        else:
+            self._step("W", dW / per_unit[:, None, None], scale, decay=True)
         self._step("bv", torch.zeros_like(self.bv).index_add_(0, unit, v0 - v) / per_unit[:, None], scale)
         self._step("bh", (ph0 - ph).sum(0) / max(n_b, 1), scale)
         if self.conditional:
@@ -229,11 +258,11 @@ class RBM(RatingModel):
             self._step("D", dD / per_j[:, None], scale, decay=True)
         return sse
 
-    def _step(self, name: str, grad: torch.Tensor, scale: float, decay: bool = False) -> None:
+    def _step(self, name: str, grad: torch.Tensor, scale: float, decay: bool = False, rate: str | None = None) -> None:
         theta, vel = getattr(self, name), getattr(self, f"vel_{name}")
         if decay:
             grad = grad - self.weight_decay * theta
-        vel.mul_(self.momentum).add_(grad, alpha=self.lr[name] * scale)
+        vel.mul_(self.momentum).add_(grad, alpha=self.lr[rate or name] * scale)
         theta.add_(vel)
 
 

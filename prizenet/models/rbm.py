@@ -50,7 +50,7 @@ Mnih & Hinton 2007): one RBM per user (a "case"), all sharing their weights.
 Everything is torch on the model's device: a batch's W rows gathered once as [ratings, K, F]
 and every sum a segment sum (``index_add``) over the batch's ratings; no per-rating Python.
 Memory: W is n_items·K·F floats (Netflix, K = 5, F = 100: 36 MB), with its velocity twice
-that; a batch gathers [ratings, K, F] (200,000 ratings: 400 MB at F = 100).
+that (``rank`` C: W, then A and its velocity, n_items·K·C each); a batch gathers [ratings, K, F] (200,000 ratings: 400 MB at F = 100).
 
 Salakhutdinov, R., Mnih, A. & Hinton, G. (2007). Restricted Boltzmann machines for
 collaborative filtering. ICML 2007. Sedhain, S., Menon, A. K., Sanner, S. & Xie, L. (2015).
@@ -126,7 +126,7 @@ class RBM(RatingModel):
         p = (counts.sum(0) + 1.0) / (counts.sum() + K)  # the global level frequencies
         self.rank = int(rank)
         if self.rank:  # W = A·B: A[i, k, c] per unit and level, B[c, f] shared (the paper's section 5)
-            std = (init_std / self.rank ** 0.5) ** 0.5  # so that W's entries start at N(0, init_std²)
+            std = (init_std / self.rank ** 0.5) ** 0.5  # so that W's entries start with variance init_std²
             self.register_buffer("A", torch.randn(self.n_units, K, self.rank) * std)
             self.register_buffer("B", torch.randn(self.rank, F) * std)
             self.register_buffer("W", self.A @ self.B)

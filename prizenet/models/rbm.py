@@ -50,7 +50,8 @@ Mnih & Hinton 2007): one RBM per user (a "case"), all sharing their weights.
 Everything is torch on the model's device: a batch's W rows gathered once as [ratings, K, F]
 and every sum a segment sum (``index_add``) over the batch's ratings; no per-rating Python.
 Memory: W is n_items·K·F floats (Netflix, K = 5, F = 100: 36 MB), with its velocity twice
-that (``rank`` C: W, then A and its velocity, n_items·K·C each); a batch gathers [ratings, K, F] (200,000 ratings: 400 MB at F = 100).
+that (with ``rank`` C: W, plus A and its velocity, n_items·K·C floats each); a batch gathers
+[ratings, K, F] (200,000 ratings: 400 MB at F = 100).
 
 Salakhutdinov, R., Mnih, A. & Hinton, G. (2007). Restricted Boltzmann machines for
 collaborative filtering. ICML 2007. Sedhain, S., Menon, A. K., Sanner, S. & Xie, L. (2015).
@@ -101,7 +102,8 @@ class RBM(RatingModel):
         self.n_users, self.n_items, self.n_hidden = int(n_users), int(n_items), int(n_hidden)
         self.n_units = self.n_items if by == "user" else self.n_users
         self.conditional, self.predict = bool(conditional), predict
-        self.lr = {"W": float(lr_w), "bv": float(lr_bv), "bh": float(lr_bh), "D": float(lr_d)}
+        self.lr = {"W": float(lr_w), "A": float(lr_w), "B": float(lr_w), "bv": float(lr_bv), "bh": float(lr_bh),
+                   "D": float(lr_d)}  # (A and B, W's factors when ``rank`` is set, learn at W's rate)
         self.weight_decay, self.momentum = float(weight_decay), float(momentum)
         self.cd_steps, self.cd_every = [int(t) for t in cd_steps], int(cd_every)
         K, F = len(levels), self.n_hidden
@@ -142,6 +144,10 @@ class RBM(RatingModel):
         """The tensors contrastive divergence updates (W is A·B when ``rank`` is set)."""
         return ("A", "B", "bv", "bh", "D") if self.rank else ("W", "bv", "bh", "D")
 
+    def _materialise(self) -> None:
+        """W = A·B (``rank`` set), after every change of A or B."""
+        self.W.copy_(self.A @ self.B)
+
     def level_of(self, rating: torch.Tensor) -> torch.Tensor:
         """The index of each rating among the levels (a rating between two: the nearer)."""
         pos = torch.searchsorted(self.levels, rating).clamp(1, len(self.levels) - 1)
@@ -154,7 +160,7 @@ class RBM(RatingModel):
         unseen = torch.from_numpy(np.flatnonzero(np.asarray(counts) == 0)).to(self.W.device)
         if self.rank:
             self.A.index_fill_(0, unseen, 0.0)
-            self.W.copy_(self.A @ self.B)
+            self._materialise()
         else:
             self.W.index_fill_(0, unseen, 0.0)
 
@@ -243,9 +249,9 @@ class RBM(RatingModel):
             0, unit, v0[:, :, None] * ph0[inverse][:, None, :] - v[:, :, None] * ph[inverse][:, None, :])
         if self.rank:  # the chain rule through W = A·B: dA = dW·Bᵀ per unit, dB = Σ_i A_iᵀ dW_i per case
             dA, dB = (dW / per_unit[:, None, None]) @ self.B.T, torch.einsum("ikc,ikf->cf", self.A, dW) / max(n_b, 1)
-            self._step("A", dA, scale, decay=True, rate="W")
-            self._step("B", dB, scale, decay=True, rate="W")
-            self.W.copy_(self.A @ self.B)
+            self._step("A", dA, scale, decay=True)
+            self._step("B", dB, scale, decay=True)
+            self._materialise()
         else:
             self._step("W", dW / per_unit[:, None, None], scale, decay=True)
         self._step("bv", torch.zeros_like(self.bv).index_add_(0, unit, v0 - v) / per_unit[:, None], scale)
@@ -258,11 +264,11 @@ class RBM(RatingModel):
             self._step("D", dD / per_j[:, None], scale, decay=True)
         return sse
 
-    def _step(self, name: str, grad: torch.Tensor, scale: float, decay: bool = False, rate: str | None = None) -> None:
+    def _step(self, name: str, grad: torch.Tensor, scale: float, decay: bool = False) -> None:
         theta, vel = getattr(self, name), getattr(self, f"vel_{name}")
         if decay:
             grad = grad - self.weight_decay * theta
-        vel.mul_(self.momentum).add_(grad, alpha=self.lr[rate or name] * scale)
+        vel.mul_(self.momentum).add_(grad, alpha=self.lr[name] * scale)
         theta.add_(vel)
 
 

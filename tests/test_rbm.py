@@ -98,9 +98,11 @@ def test_the_unconditional_rbm_ignores_who_rated_what(data):
         assert torch.allclose(m.hidden(torch.tensor([u]))[0], torch.sigmoid(x), atol=1e-6)
 
 
-def test_one_cd1_step_equals_the_direct_computation(data):
+@pytest.mark.parametrize("count_prior", [0.0, 1.5])
+def test_one_cd1_step_equals_the_direct_computation(data, count_prior):
     user, item, rating, nu = data
-    kw = dict(lr_w=0.1, lr_bv=0.2, lr_bh=0.3, lr_d=0.4, weight_decay=0.05, momentum=0.5, cd_steps=[1])
+    kw = dict(lr_w=0.1, lr_bv=0.2, lr_bh=0.3, lr_d=0.4, weight_decay=0.05, momentum=0.5, cd_steps=[1],
+              count_prior=count_prior)
     m = model(data, **kw)
     with torch.no_grad():  # a velocity already under way: momentum is part of the step
         for name in ("W", "bv", "bh", "D"):
@@ -133,7 +135,7 @@ def test_one_cd1_step_equals_the_direct_computation(data):
         for j in nu[u]:
             gD[j] += ph0[row] - phT
             n_j[j] += 1
-    n_i, n_j = torch.from_numpy(np.maximum(n_i, 1)).float(), torch.from_numpy(np.maximum(n_j, 1)).float()
+    n_i, n_j = (torch.from_numpy(np.maximum(n + count_prior, 1)).float() for n in (n_i, n_j))
     grads = {"W": gW / n_i[:, None, None], "bv": gbv / n_i[:, None], "bh": gbh / len(users), "D": gD / n_j[:, None]}
     lrs = {"W": 0.1, "bv": 0.2, "bh": 0.3, "D": 0.4}
 

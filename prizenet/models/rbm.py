@@ -35,8 +35,9 @@ Mnih & Hinton 2007): one RBM per user (a "case"), all sharing their weights.
   each ⟨⟩ a sum over the batch's cases (h as probabilities), divided by the number of them
   the row concerns: for W and bv the cases that rated item i in the batch, for D those with
   j in N(u), for bh all of them (rare items would otherwise learn only through the batch
-  size). Then vel = momentum·vel + lr·scale·(Δ − weight_decay·θ) (no decay on biases),
-  θ += vel. T follows ``cd_steps``, one entry per ``cd_every`` epochs (the paper starts
+  size); the counts for W, bv and D plus ``count_prior`` pseudo-cases (at 1, a row one
+  case touches takes half a step, not a full one; 0 gives the plain count). Then
+  vel = momentum·vel + lr·scale·(Δ − weight_decay·θ) (no decay on biases), θ += vel. T follows ``cd_steps``, one entry per ``cd_every`` epochs (the paper starts
   with T = 1 and raises it to 3, 5 and 9 as learning goes on). bv starts at the log of
   each item's level frequencies (Laplace-smoothed towards the global ones: an unseen item
   predicts the global rating distribution's mean), W at N(0, init_std²), D and bh at 0.
@@ -83,7 +84,8 @@ class RBM(RatingModel):
                  conditional: bool = True, lr_w: float = 0.01, lr_bv: float = 0.01, lr_bh: float = 0.01,
                  lr_d: float = 0.001, weight_decay: float = 0.001, momentum: float = 0.9,
                  cd_steps: list[int] | tuple[int, ...] = (1, 3, 5, 9), cd_every: int = 10, init_std: float = 0.01,
-                 prior: float = 1.0, predict: Literal["exact", "mean_field"] = "exact", rank: int = 0):
+                 prior: float = 1.0, predict: Literal["exact", "mean_field"] = "exact", rank: int = 0,
+                 count_prior: float = 0.0):
         super().__init__()
         levels = np.asarray(rating_levels, np.float32)
         if levels.ndim != 1 or len(levels) < 2:
@@ -96,6 +98,8 @@ class RBM(RatingModel):
             raise ValueError(f"cd_steps must be Gibbs step counts of at least 1, got {list(cd_steps)}")
         if cd_every < 1:
             raise ValueError(f"cd_every must be at least 1, got {cd_every}")
+        if count_prior < 0:
+            raise ValueError(f"count_prior must be a pseudo-count of at least 0, got {count_prior}")
         if rank < 0:
             raise ValueError(f"rank must be 0 (a full W) or the number of factors of W = A·B, got {rank}")
         self.by = self.group_by = by  # the loader's batches hold whole cases (users, or items)
@@ -105,6 +109,7 @@ class RBM(RatingModel):
         self.lr = {"W": float(lr_w), "A": float(lr_w), "B": float(lr_w), "bv": float(lr_bv), "bh": float(lr_bh),
                    "D": float(lr_d)}  # (A and B, W's factors when ``rank`` is set, learn at W's rate)
         self.weight_decay, self.momentum = float(weight_decay), float(momentum)
+        self.count_prior = float(count_prior)
         self.cd_steps, self.cd_every = [int(t) for t in cd_steps], int(cd_every)
         K, F = len(levels), self.n_hidden
         self.register_buffer("levels", torch.from_numpy(levels))
@@ -244,7 +249,7 @@ class RBM(RatingModel):
             v = pv if t == steps - 1 else torch.nn.functional.one_hot(torch.multinomial(pv, 1).squeeze(1), K).to(pv.dtype)
             ph = torch.sigmoid(base.index_add(0, inverse, torch.einsum("rk,rkf->rf", v, Wi)))
 
-        per_unit = ratings_per(unit, self.n_units).clamp(min=1).to(Wi.dtype)  # the batch's cases that rated it
+        per_unit = self._cases_per(unit, Wi.dtype)  # the batch's cases that rated it
         dW = torch.zeros_like(self.W).index_add_(
             0, unit, v0[:, :, None] * ph0[inverse][:, None, :] - v[:, :, None] * ph[inverse][:, None, :])
         if self.rank:  # the chain rule through W = A·B: dA = dW·Bᵀ per unit, dB = Σ_i A_iᵀ dW_i per case
@@ -259,10 +264,14 @@ class RBM(RatingModel):
         if self.conditional:
             seg, pos = csr_segments(self.imp_indptr, cases)
             j = self.imp_units.index_select(0, pos).long()
-            per_j = ratings_per(j, self.n_units).clamp(min=1).to(Wi.dtype)
+            per_j = self._cases_per(j, Wi.dtype)
             dD = torch.zeros_like(self.D).index_add_(0, j, (ph0 - ph).index_select(0, seg))
             self._step("D", dD / per_j[:, None], scale, decay=True)
         return sse
+
+    def _cases_per(self, unit: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        """Each row's divisor: the batch's cases that touch it, plus ``count_prior``."""
+        return (ratings_per(unit, self.n_units).to(dtype) + self.count_prior).clamp(min=1)
 
     def _step(self, name: str, grad: torch.Tensor, scale: float, decay: bool = False) -> None:
         theta, vel = getattr(self, name), getattr(self, f"vel_{name}")

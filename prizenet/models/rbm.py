@@ -37,8 +37,9 @@ Mnih & Hinton 2007): one RBM per user (a "case"), all sharing their weights.
   j in N(u), for bh all of them (rare items would otherwise learn only through the batch
   size); the counts for W, bv and D plus ``count_prior`` pseudo-cases (at 1, a row one
   case touches takes half a step, not a full one; 0 gives the plain count). Then
-  vel = momentum·vel + lr·scale·(Δ − weight_decay·θ) (no decay on biases), θ += vel. T follows ``cd_steps``, one entry per ``cd_every`` epochs (the paper starts
-  with T = 1 and raises it to 3, 5 and 9 as learning goes on). bv starts at the log of
+  vel = momentum·vel + lr·scale·(Δ − weight_decay·θ) (no decay on biases), θ += vel.
+  T follows ``cd_steps``, one entry per ``cd_every`` epochs (the paper starts with T = 1
+  and raises it to 3, 5 and 9 as learning goes on). bv starts at the log of
   each item's level frequencies (Laplace-smoothed towards the global ones: an unseen item
   predicts the global rating distribution's mean), W at N(0, init_std²), D and bh at 0.
 * Reading of the paper: its learning rates are for the full Netflix data and batches of
@@ -249,7 +250,7 @@ class RBM(RatingModel):
             v = pv if t == steps - 1 else torch.nn.functional.one_hot(torch.multinomial(pv, 1).squeeze(1), K).to(pv.dtype)
             ph = torch.sigmoid(base.index_add(0, inverse, torch.einsum("rk,rkf->rf", v, Wi)))
 
-        per_unit = self._cases_per(unit, Wi.dtype)  # the batch's cases that rated it
+        per_unit = self._cases_per(unit, Wi.dtype)  # the batch's cases that rated it, + count_prior
         dW = torch.zeros_like(self.W).index_add_(
             0, unit, v0[:, :, None] * ph0[inverse][:, None, :] - v[:, :, None] * ph[inverse][:, None, :])
         if self.rank:  # the chain rule through W = A·B: dA = dW·Bᵀ per unit, dB = Σ_i A_iᵀ dW_i per case

@@ -34,9 +34,8 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from prizenet.api import compose  # noqa: E402
+from prizenet.api import phase1  # noqa: E402
 from prizenet.data.netflix import load_netflix  # noqa: E402
-from prizenet.run import train  # noqa: E402
 from prizenet.training import rmse  # noqa: E402
 
 MODELS = ["baseline", "timebaseline", "svd", "svdpp", "timesvdpp", "ncf", "autorec", "bfm", "knn", "integrated", "rbm"]
@@ -50,11 +49,8 @@ PEER_OF = {"baseline": ["surprise BaselineOnly()"], "svd": ["surprise SVD()"], "
 def prizenet_run(root: Path, choice: str, out: Path) -> dict:
     group = "experiment" if choice in PRESETS else "model"
     data_args = [] if group == "experiment" else ["data=netflix"]
-    cfg = compose([f"{group}={choice}", *data_args, f"data.root={root}", "trainer.final_fit=false",
-                   "trainer.progress=false"])
-    m = train(cfg, out / choice)
-    return {"probe_rmse": m["probe_rmse"], "fit_seconds": m["fit_seconds"]["phase1"], "best_epoch": m["best_epoch"],
-            "epochs_run": m["epochs_run"]}
+    m = phase1([f"{group}={choice}", *data_args, f"data.root={root}"], out / choice)
+    return {k: m[k] for k in ("probe_rmse", "fit_seconds", "best_epoch", "epochs_run")}
 
 
 def peers(data, rows, probe) -> dict:

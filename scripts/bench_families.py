@@ -36,8 +36,7 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
-from prizenet.api import compose  # noqa: E402
-from prizenet.run import train  # noqa: E402
+from prizenet.api import phase1  # noqa: E402
 
 PRESETS = ["ml1m_svd", "ml1m_svdpp", "ml1m_integrated", "ml1m_rbm"]
 #: preset -> the preset it must beat (issue 18)
@@ -45,10 +44,8 @@ BEATS = {"ml1m_integrated": "ml1m_svdpp", "ml1m_rbm": "ml1m_svd"}
 
 
 def run(root: Path, preset: str, out: Path) -> dict:
-    cfg = compose([f"experiment={preset}", f"data.root={root}", "trainer.final_fit=false", "trainer.progress=false"])
-    m = train(cfg, out / preset)
-    return {"model": m["model"], "probe_rmse": m["probe_rmse"], "best_epoch": m["best_epoch"],
-            "epochs_run": m["epochs_run"], "fit_seconds": m["fit_seconds"]["phase1"]}
+    m = phase1([f"experiment={preset}", f"data.root={root}"], out / preset)
+    return {k: m[k] for k in ("model", "probe_rmse", "best_epoch", "epochs_run", "fit_seconds")}
 
 
 def peak_gb() -> float:

@@ -27,9 +27,8 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
-from prizenet.api import compose  # noqa: E402
+from prizenet.api import phase1  # noqa: E402
 from prizenet.data.netflix import load_netflix  # noqa: E402
-from prizenet.run import train  # noqa: E402
 from prizenet.training import rmse  # noqa: E402
 
 VARIANTS = {"knn (defaults)": [], "knn center=baseline": ["model.center=baseline", "model.reg_i=25"],
@@ -46,10 +45,9 @@ def main(argv: list[str] | None = None) -> int:
     out = {}
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.variants.split(","):
-            cfg = compose(["model=knn", "data=netflix", f"data.root={root}", "trainer.n_epochs=1",
-                           "trainer.final_fit=false", "trainer.progress=false", *VARIANTS[name]])
-            m = train(cfg, Path(tmp) / name.replace(" ", "_"))
-            out[f"prizenet {name}"] = {"probe_rmse": m["probe_rmse"], "fit_seconds": m["fit_seconds"]["phase1"]}
+            m = phase1(["model=knn", "data=netflix", f"data.root={root}", "trainer.n_epochs=1", *VARIANTS[name]],
+                       Path(tmp) / name.replace(" ", "_"))
+            out[f"prizenet {name}"] = {"probe_rmse": m["probe_rmse"], "fit_seconds": m["fit_seconds"]}
             print(name, out[f"prizenet {name}"], file=sys.stderr)
     data = load_netflix(root)
     rows, probe = data.fit_rows(final_fit=False), data.probe_rows

@@ -4,7 +4,7 @@
     python scripts/bench_train.py --runs "svd=experiment=ml1m_svd" "svd50=experiment=ml1m_svd model.n_factors=50"
 
 Every model trains on the same training-minus-probe ratings and is scored on the probe
-(the Prize's phase 1; no final fit). prizenet runs go through ``train.train`` with the
+(the Prize's phase 1; no final fit). prizenet runs go through ``prizenet.api.phase1`` with the
 given Hydra overrides; fit time is the sum of the epochs' seconds (the per-epoch probe
 evaluation included, data loading excluded). scikit-surprise (a benchmark-only
 dependency: ``pip install scikit-surprise``) fits its default ``SVD`` (100 factors, 20
@@ -36,17 +36,12 @@ DEFAULT_RUNS = [
 
 
 def prizenet_run(data: Path, overrides: list[str], out: Path) -> dict:
-    from hydra import compose, initialize_config_dir
+    from prizenet.api import phase1
 
-    import train
-
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose("config", overrides=[*overrides, "data=netflix", f"data.root={data}", "trainer.final_fit=false",
-                                           "trainer.progress=false", "trainer.histograms=false"])
-    m = train.train(cfg, out)
-    return {"probe_rmse": m["probe_rmse"], "seconds": m["fit_seconds"]["phase1"], "epochs": m["epochs_run"],
+    m = phase1([*overrides, "data=netflix", f"data.root={data}", "trainer.histograms=false"], out)
+    return {"probe_rmse": m["probe_rmse"], "seconds": m["fit_seconds"], "epochs": m["epochs_run"],
             "best_epoch": m["best_epoch"], "ratings_per_s": m["ratings_per_s"],
-            "seconds_per_epoch": m["fit_seconds"]["phase1"] / m["epochs_run"], "overrides": overrides}
+            "seconds_per_epoch": m["fit_seconds"] / m["epochs_run"], "overrides": overrides}
 
 
 def surprise_run(data, algo_name: str) -> dict:

@@ -1,6 +1,7 @@
 """The Python API (prizenet.api): fit from a DataFrame or a path, predict, recommend, save,
 load, load_run; and the README's example."""
 
+import json
 import re
 import subprocess
 import sys
@@ -179,3 +180,15 @@ def test_fit_takes_the_default_model_or_an_experiments(synthetic, tmp_path):
     assert type(rec.model).__name__ == "SVD" and rec.phase == 1 and rec.model.pu.weight.shape[1] == 2
     rec = prizenet.fit(synthetic, experiment="ml1m_baseline", trainer={**QUIET, "n_epochs": 1}, out=tmp_path / "b")
     assert type(rec.model).__name__ == "Baseline" and rec.config["model"]["solver"] == "als"
+
+
+def test_phase1_trains_on_training_minus_probe_only_and_reports_its_metrics(synthetic, tmp_path):
+    from prizenet.api import phase1
+
+    out = tmp_path / "run"
+    got = phase1(["data=netflix", f"data.root={synthetic}", "model=baseline", "trainer.n_epochs=2",
+                  "trainer.histograms=false"], out)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert got["probe_rmse"] == metrics["probe_rmse"] and got["epochs_run"] == metrics["epochs_run"] == 2
+    assert got["fit_seconds"] == metrics["fit_seconds"]["phase1"] and got["model"] == metrics["model"]
+    assert metrics["fit_seconds"]["phase2"] == 0  # no final fit

@@ -15,7 +15,8 @@ Two layers, each default still living in its yaml:
 Every error is a :class:`ConfigError` that names the key, the value given and what is
 allowed.
 
-Also here: where the configs are (:func:`config_dir`: the checkout's top-level ``conf/``,
+Also here: :func:`saved_kwargs`, the check of a config read back from a run folder before
+its values reach a constructor; where the configs are (:func:`config_dir`: the checkout's top-level ``conf/``,
 or the copy an installed wheel holds as ``prizenet/conf``) and the ``prizenet.uid`` resolver that makes run folders unique
 (``conf/config.yaml``): two runs started in the same second get different folders.
 """
@@ -292,6 +293,33 @@ def check_model(model_cfg) -> None:
         for k, v in enumerate(value) if isinstance(value, (list, tuple)) else [(None, value)]:
             if isinstance(v, (int, float)) and (why := rule.problem(v)) is not None:
                 raise _fail(key if k is None else f"{key}[{k}]", v, why)
+
+
+def saved_kwargs(fn, cfg, where: str, group: str, name: str) -> dict:
+    """The keyword arguments a saved ``group:`` config (``where``: the file it came from) gives
+    ``fn`` (called ``name`` in the errors): its keys but the ``_`` ones, each a parameter of
+    ``fn`` (any name, where ``fn`` takes ``**kwargs``), each with a plain value (numbers,
+    strings, lists, mappings without a ``_target_``), so nothing in it is imported or called.
+    A ValueError names the key otherwise."""
+    if not isinstance(cfg, dict):
+        raise ValueError(f"{where}: '{group}' must be a mapping, got {type(cfg).__name__}")
+    params = inspect.signature(fn).parameters
+    open_ended = any(p.kind is p.VAR_KEYWORD for p in params.values())
+    kwargs = {k: v for k, v in cfg.items() if not k.startswith("_")}
+    for k, v in kwargs.items():
+        if k not in params and not open_ended:
+            raise ValueError(f"{where}: {group}.{k} is not a parameter of {name}")
+        if not _plain(v):
+            raise ValueError(f"{where}: {group}.{k} must be a plain value (number, string, list), got {v!r}")
+    return kwargs
+
+
+def _plain(value) -> bool:
+    if isinstance(value, dict):
+        return "_target_" not in value and all(isinstance(k, str) and _plain(v) for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return all(_plain(v) for v in value)
+    return value is None or isinstance(value, (str, int, float, bool))
 
 
 def check_config(cfg) -> None:

@@ -552,3 +552,24 @@ def test_a_backend_the_device_cannot_run_is_refused_before_the_data_loads(tmp_pa
         train.train(config("trainer.kernel=triton", "trainer.device=cpu", "data=netflix", "data.root=/nonexistent",
                            small=False), out)
     assert not out.exists()  # nothing written, and the data (a folder that does not exist) never looked for
+
+
+def test_a_saved_config_reaches_a_constructor_only_as_its_own_plain_parameters():
+    from prizenet.config import saved_kwargs
+
+    def loader(root, k=1):
+        return root, k
+
+    def open_ended(root, **more):
+        return root, more
+
+    assert saved_kwargs(loader, {"_target_": "x", "root": "d", "k": [1, 2]}, "f.yaml", "data", "L") == \
+        {"root": "d", "k": [1, 2]}
+    with pytest.raises(ValueError, match=r"f.yaml: data.n is not a parameter of L"):
+        saved_kwargs(loader, {"root": "d", "n": 1}, "f.yaml", "data", "L")
+    assert saved_kwargs(open_ended, {"root": "d", "n": 1}, "f.yaml", "model", "O") == {"root": "d", "n": 1}
+    for bad in ({"_target_": "os.system", "command": "true"}, [{"_target_": "os.system"}], object()):
+        with pytest.raises(ValueError, match=r"f.yaml: data.k must be a plain value"):
+            saved_kwargs(loader, {"root": "d", "k": bad}, "f.yaml", "data", "L")
+    with pytest.raises(ValueError, match=r"f.yaml: 'model' must be a mapping, got list"):
+        saved_kwargs(loader, ["root"], "f.yaml", "model", "L")

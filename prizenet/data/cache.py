@@ -237,14 +237,6 @@ def _loaders() -> dict:
             "prizenet.data.synthetic.load_synthetic": synthetic.load_synthetic}
 
 
-def _plain(value) -> bool:
-    if isinstance(value, dict):
-        return "_target_" not in value and all(isinstance(k, str) and _plain(v) for k, v in value.items())
-    if isinstance(value, list):
-        return all(_plain(v) for v in value)
-    return value is None or isinstance(value, (str, int, float, bool))
-
-
 def load_from_config(cfg: dict, where: str) -> PrizeData:
     """The dataset that a saved ``data:`` config (``where``: the file it came from) names.
 
@@ -252,7 +244,7 @@ def load_from_config(cfg: dict, where: str) -> PrizeData:
     plain values (numbers, strings, lists) for their own parameters: a config from
     someone's run folder can name nothing else to import or call.
     """
-    import inspect
+    from ..config import saved_kwargs
 
     if not isinstance(cfg, dict):
         raise ValueError(f"{where}: 'data' must be a mapping, got {type(cfg).__name__}")
@@ -262,11 +254,4 @@ def load_from_config(cfg: dict, where: str) -> PrizeData:
         raise ValueError(f"{where}: data._target_={target!r} is not one of prizenet's data loaders "
                          f"({', '.join(sorted(loaders))}); it is not imported")
     fn = loaders[target]
-    params = inspect.signature(fn).parameters
-    kwargs = {k: v for k, v in cfg.items() if not k.startswith("_")}
-    for k, v in kwargs.items():
-        if k not in params:
-            raise ValueError(f"{where}: data.{k} is not a parameter of {target}")
-        if not _plain(v):
-            raise ValueError(f"{where}: data.{k} must be a plain value (number, string, list), got {v!r}")
-    return fn(**kwargs)
+    return fn(**saved_kwargs(fn, cfg, where, "data", target))

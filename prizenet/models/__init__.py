@@ -56,28 +56,15 @@ def build_model(cls: type[RatingModel], params: dict, data: PrizeData, rows: np.
     :func:`prizenet.load_run` (``cls`` from :func:`model_class`: a saved config is never
     imported from).
     """
-    if not isinstance(params, dict):
-        raise ValueError(f"{where}: 'model' must be a mapping, got {type(params).__name__}")
-    signature = inspect.signature(cls).parameters
-    open_ended = any(p.kind is p.VAR_KEYWORD for p in signature.values())  # **baseline: the parent's checks
-    kwargs = {k: v for k, v in params.items() if not k.startswith("_")}
-    for k, v in kwargs.items():
-        if k not in signature and not open_ended:
-            raise ValueError(f"{where}: model.{k} is not a parameter of {cls.__name__}")
-        if not _plain(v):
-            raise ValueError(f"{where}: model.{k} must be a plain value (number, string, list), got {v!r}")
+    from ..config import saved_kwargs
+
+    kwargs = saved_kwargs(cls, params, where, "model", cls.__name__)  # timeSVD++ passes **baseline on: checked there
     try:
         model = cls(**kwargs, **model_inputs(cls, data, rows))
     except TypeError as e:  # a parameter the **kwargs chain does not take
         raise ValueError(f"{where}: {e}") from None
     model.see(np.bincount(data.user[rows], minlength=data.n_users), np.bincount(data.item[rows], minlength=data.n_items))
     return model
-
-
-def _plain(value) -> bool:
-    if isinstance(value, (list, tuple)):
-        return all(_plain(v) for v in value)
-    return value is None or isinstance(value, (str, int, float, bool))
 
 
 def model_inputs(target, data: PrizeData, rows: np.ndarray) -> dict:

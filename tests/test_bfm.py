@@ -40,6 +40,10 @@ def problem(seed=0, n=30, cold_user=None):
 
 def make(p, seed=0, **kw):
     torch.manual_seed(seed)
+    return build(p, **kw)
+
+
+def build(p, **kw):  # from the torch generator as it stands
     w = p["watch"]
     kw.setdefault("features", "timesvdpp_flipped")
     kw.setdefault("n_factors", 2)
@@ -260,7 +264,8 @@ DEFAULT_SWEEPS = 6
 
 @pytest.mark.parametrize("change", [dict(n_factors=3), dict(features="svdpp"), dict(burn_in=1),
                                     dict(init_std=1.0), dict(alpha_0=50.0), dict(beta_0=50.0),
-                                    dict(gamma_0=50.0), dict(mu_0=1.0), dict(reg_0=1e4), dict(scan="factors")])
+                                    dict(gamma_0=50.0), dict(mu_0=1.0), dict(reg_0=1e4), dict(scan="factors"),
+                                    dict(chains=2)])
 def test_every_hyper_parameter_changes_the_result(change):
     p = problem(4)
     b, wb = batch(p), batch(p, p["watch"])
@@ -367,3 +372,25 @@ def test_repeated_pairs_in_n_u_count_once():
     for a, b in zip(m.sides, m2.sides):
         if a.implicit:
             assert np.array_equal(a.tents, b.tents) and np.array_equal(a.norm, b.norm)
+
+
+def test_chains_predict_the_mean_of_independent_chains_and_resume():
+    p = problem(5)
+    b, wb = batch(p), batch(p, p["watch"])
+    both = make(p, seed=0, chains=2)
+    torch.manual_seed(0)
+    first, second = build(p), build(p)  # built one after the other from one seed: the two chains' draws
+    for m in (both, first, second):
+        run(m, b, 4)
+        m.eval()
+    single = [first(wb).double().numpy(), second(wb).double().numpy()]
+    assert np.abs(single[0] - single[1]).max() > 1e-3  # the chains differ
+    np.testing.assert_allclose(both(wb).double().numpy(), np.mean(single, 0), rtol=1e-5)
+    state = {k: v.clone() for k, v in both.state_dict().items()}
+    assert any(k.startswith("more.0.") for k in state)
+    again = make(p, seed=99, chains=2)
+    again.load_state_dict(state)
+    again.eval()
+    assert torch.equal(again(wb), both(wb))
+    with pytest.raises(ValueError, match="chains must be at least 1"):
+        make(p, chains=0)

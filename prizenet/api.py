@@ -289,7 +289,6 @@ def compose(overrides: list[str]):
         return hydra_compose("config", overrides=list(overrides))
 
 
-
 def phase1(overrides: list[str], out: Path) -> dict:
     """A ``train.py`` run of phase 1 only (trained on training minus probe; no final fit, no
     progress bar) in ``out``, composed from ``overrides``; what the benchmarks report of it:
@@ -299,6 +298,7 @@ def phase1(overrides: list[str], out: Path) -> dict:
     m = train(compose([*overrides, "trainer.final_fit=false", "trainer.progress=false"]), Path(out))
     return {"model": m["model"], "probe_rmse": m["probe_rmse"], "best_epoch": m["best_epoch"],
             "epochs_run": m["epochs_run"], "fit_seconds": m["fit_seconds"]["phase1"], "ratings_per_s": m["ratings_per_s"]}
+
 
 def _data_overrides(ratings, out: Path, columns: dict | None, rating_scale) -> list[str]:
     if isinstance(ratings, pd.DataFrame):

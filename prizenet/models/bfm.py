@@ -58,7 +58,8 @@ and seed), every sweep one sample of each, and predicts the mean of the chains' 
 the usual multiple-chain estimate. A chain's average of a few hundred samples still
 depends on where it started (on ml1m-half two chains of rank 64 reach 0.8847 and 0.8841,
 their mean 0.8813; docs/benchmarks.md), so chains buy accuracy at their cost in time and
-memory (each keeps its own tables). ``scalars`` report the first chain.
+memory (each keeps its own tables; N(u), N(i) and the sorted rows are shared). ``scalars``
+report the first chain.
 
 The draws come from numpy's generator seeded by (``seed``, sweep number), so a chain
 resumed from a checkpoint after sweep n draws what the unbroken chain drew (the tests check
@@ -222,6 +223,8 @@ class BayesianFM(RatingModel):
             BayesianFM(n_users, n_items, n_days, mu, nu_indptr, nu_items, watch_user, watch_item, watch_day, n_factors,
                        features, burn_in, init_std, alpha_0, beta_0, gamma_0, mu_0, reg_0, scan)
             for _ in range(int(chains) - 1))
+        for c in self.more:  # N(u), N(i) and their norms are read only: one copy for all chains
+            c.sides = self.sides
 
     @property
     def sweeps(self) -> bool:

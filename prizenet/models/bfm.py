@@ -219,12 +219,12 @@ class BayesianFM(RatingModel):
         self.register_load_state_dict_post_hook(lambda module, keys: setattr(module, "_sample", None))
         # chains 2..: independent chains of the same model (their own initial draws and seed,
         # taken after this one's, so chains=1 is the single chain it always was)
-        self.more = torch.nn.ModuleList(
-            BayesianFM(n_users, n_items, n_days, mu, nu_indptr, nu_items, watch_user, watch_item, watch_day, n_factors,
-                       features, burn_in, init_std, alpha_0, beta_0, gamma_0, mu_0, reg_0, scan)
-            for _ in range(int(chains) - 1))
-        for c in self.more:  # N(u), N(i) and their norms are read only: one copy for all chains
-            c.sides = self.sides
+        self.more = torch.nn.ModuleList()
+        for _ in range(int(chains) - 1):
+            c = BayesianFM(n_users, n_items, n_days, mu, nu_indptr, nu_items, watch_user, watch_item, watch_day,
+                           n_factors, features, burn_in, init_std, alpha_0, beta_0, gamma_0, mu_0, reg_0, scan)
+            c.sides = self.sides  # N(u), N(i) and their norms are read only: one copy, the chain's own freed now
+            self.more.append(c)
 
     @property
     def sweeps(self) -> bool:

@@ -12,7 +12,9 @@ What it measures, in this order, and prints as one table at the end (also writte
    included; torch's batch steps at batch 4,096 and 65,536: a few hundred batches, scaled to
    the epoch), against the floor (every row read and written once per use through memory,
    at the measured copy bandwidth; ``../shared/GPU.md`` has the byte counts);
-3. Triton against the CPU kernel (numba) on one small planted data set: the largest
+3. Triton against the CPU kernel (numba) on one small planted data set, for these models
+   and Koren's integrated model (whose neighbours need a similarity build, so it has no
+   Netflix-scale epoch here; ``scripts/bench_families.py --netflix`` times its CPU one): the largest
    relative difference of any weight after one epoch from the same start and order
    (Hogwild on a GPU: staleness, not rounding), and the probe RMSE after 3 epochs of each;
 4. per-epoch overheads: the checkpoint's cost to the training loop and its background
@@ -49,7 +51,7 @@ import torch  # noqa: E402
 
 from prizenet import kernels  # noqa: E402
 from prizenet.data import Batch  # noqa: E402
-from prizenet.models import SVD, SVDpp, TimeSVDpp  # noqa: E402
+from prizenet.models import SVD, Integrated, SVDpp, TimeSVDpp  # noqa: E402
 from prizenet.optim import RowOptimizer  # noqa: E402
 from prizenet.training import BatchEpochs, Checkpoints, KernelEpochs, predict, rmse  # noqa: E402
 
@@ -220,10 +222,12 @@ def against_cpu(sizes: dict, k: int, device, folder: Path) -> dict:
     probe = data.probe_rows
     seen = np.bincount(data.user[rows], minlength=data.n_users), np.bincount(data.item[rows], minlength=data.n_items)
     out = {}
-    for name, cls in MODELS.items():
+    for name, cls in {**MODELS, "integrated": Integrated}.items():
         torch.manual_seed(0)
         start = cls(**model_inputs(cls, data, rows), n_factors=k)
         start.see(*seen)
+        if isinstance(start, Integrated):
+            start.find_neighbours()  # once, on the CPU: both copies use the same S^k(i)
         # One epoch, the same start and the same order (whole users in a shuffled order).
         cpu, dev = copy.deepcopy(start), copy.deepcopy(start).to(device)
         b = RatingLoader(data, rows, 4096, "cpu", seed=3, group_by="user").whole_epoch()

@@ -9,7 +9,7 @@ from prizenet.data import Batch
 from prizenet.models import Integrated
 from prizenet.models.tables import recording
 
-from conftest import tape_grad, tiny_ratings
+from conftest import BACKENDS, tape_grad, tiny_ratings
 
 U, I, K = 7, 6, 3
 
@@ -136,7 +136,8 @@ def _neighbour_terms(m, data, u, i, w, c):
     return out
 
 
-def test_the_sgd_epoch_is_the_per_user_loop(data):
+@pytest.mark.parametrize("backend", BACKENDS)  # Triton: its interpreter, programs one after another
+def test_the_sgd_epoch_is_the_per_user_loop(data, backend):
     user, item, rating, nu = data
     lr = dict(lr_bu=0.01, lr_bi=0.02, lr_pu=0.03, lr_qi=0.04, lr_yj=0.05, lr_w=0.06, lr_c=0.07)
     reg = dict(reg_bu=0.1, reg_bi=0.2, reg_pu=0.3, reg_qi=0.4, reg_yj=0.5, reg_w=0.6, reg_c=0.7)
@@ -169,7 +170,7 @@ def test_the_sgd_epoch_is_the_per_user_loop(data):
                 c[i, t] += 0.07 * (e * nn - 0.7 * c[i, t])
         for j in nu[u]:
             y[j] += 0.05 * (acc * norm - 0.5 * y[j])
-    got = m.sgd_epoch(batch(user, item, rating))
+    got = m.sgd_epoch(batch(user, item, rating), backend=backend)
     assert got == pytest.approx(sse, rel=1e-5)
     for t, want in zip((m.bu, m.bi, m.pu, m.qi, m.yj, m.w, m.c), (bu, bi, pu, qi, y, w, c)):
         assert torch.allclose(t.weight.double(), want, atol=1e-5)

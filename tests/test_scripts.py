@@ -54,6 +54,7 @@ def test_bench_gpu_dry_runs_the_whole_flow_on_cpu(tmp_path):
     rows = {(r["model"], r["backend"]) for r in report["epochs"]}
     for model in ("svd", "svdpp", "timesvdpp"):
         assert {(model, "triton"), (model, "torch b=64"), (model, "torch b=256")} <= rows
+    for model in ("svd", "svdpp", "timesvdpp", "integrated"):
         r = report["against_cpu"][model]
         assert r["max_relative_difference_1_epoch"] <= 1e-6  # the interpreter is sequential: numba's result
         assert abs(r["probe_rmse_gap"]) <= 0.002

@@ -165,10 +165,11 @@ def test_a_gpu_without_triton_falls_back_to_the_batch_steps(synthetic, monkeypat
 
 @pytest.mark.parametrize("model, kernel", [("svd", "auto"), ("svd", "torch"), ("svdpp", "auto"), ("svdpp", "torch"),
                                            ("timesvdpp", "auto"), ("timesvdpp", "torch"),
+                                           ("integrated", "auto"), ("integrated", "torch"),
                                            ("baseline", "auto"), ("baseline", "auto model.solver=als"),
                                            ("ncf", "auto"), ("autorec", "auto"),
                                            *[pytest.param(m, "triton", marks=BACKENDS[1].marks)
-                                             for m in ("svd", "svdpp", "timesvdpp")]])
+                                             for m in ("svd", "svdpp", "timesvdpp", "integrated")]])
 def test_every_backend_lowers_the_training_error(tmp_path, model, kernel):
     # Written once, run on each backend (closed form, CPU kernel, torch batches) through train.py.
     from pathlib import Path
@@ -185,7 +186,7 @@ def test_every_backend_lowers_the_training_error(tmp_path, model, kernel):
               ["data.users=300", "data.items=80", "data.ratings=12000"]), f"model={model}", f"trainer.kernel={kernel}",
             *extra, "trainer.n_epochs=3", "trainer.patience=3", "trainer.final_fit=false", "trainer.lr_scale=2",
             "trainer.progress=false", "trainer.histograms=false", "trainer.batch_size=512",
-            *(["model.hidden=16"] if model == "autorec" else [])])
+            *(["model.hidden=16"] if model == "autorec" else []), *(["model.k=20"] if model == "integrated" else [])])
     m = train.train(cfg, tmp_path / "run")
     rmse = [h["train_rmse"] for h in m["history"]["phase1"]]
     assert rmse[-1] < rmse[0] and np.isfinite(m["probe_rmse"])

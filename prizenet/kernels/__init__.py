@@ -17,9 +17,11 @@ tensor on that device (each error taken before its update):
 * ``timesvdpp(user, item, day, rating, bounds, order, time, nu_indptr, nu_items, mu, per_day, weights, lr, reg)``
   (``time``: the model's :class:`~prizenet.models.timebaseline.TimeFeatures`; ``weights``
   and ``lr``/``reg`` in the order bu, alpha, but, bi, bibin, cu, cut, pu, alpha_p, put, qi, yj)
-* ``integrated(user, item, rating, bounds, order, nu_indptr, nu_items, rated_indptr, rated_items,
-  rated_resid, neighbours, mu, (bu, bi, pu, qi, yj, w, c), lr, reg)``: numba only (the
-  model's ``kernel_backends``)
+* ``integrated(user, item, rating, bounds, order, nu_indptr, nu_items, rated_indptr, rated_keys,
+  rated_resid, nu_keys, neighbours, mu, (bu, bi, pu, qi, yj, w, c), lr, reg)``: R(u) and N(u)
+  as sorted ``user·n_items + item`` keys (the model's ``keys()``; a user's slice of them is
+  its CSR row, ``rated_indptr`` and ``nu_indptr``), so the Triton kernel can binary-search
+  them; ``neighbours`` [n_items, k] is S^k(i)
 
 ``bounds`` (int64 ``[S + 1]``) cuts the ratings into runs of one user each, run ``s`` being
 ``bounds[s]:bounds[s + 1]``, and ``order`` (int64 ``[S]``, or fewer: a part of an epoch)

@@ -31,12 +31,15 @@ Defaults follow Koren 2008 §5: lr 0.007 on the factor part (γ1 = γ2), lr 0.00
 rates x0.9 per epoch (the trainer's ``lr_decay``), about 15 epochs; Table 3 reports quiz
 RMSE 0.8877 at 50 factors, 0.8870 at 100, 0.8868 at 200 (``experiment=netflix_integrated``).
 
-Training: ``sgd_epoch`` (numba, per user in the epoch's order, one rating at a time: u's
-R(u) residuals and N(u) are marked in two item-long arrays once per user, so the
-neighbourhood sums cost O(k) a rating) or, on any device, torch batch steps through
-``forward``, whose membership tests are binary searches of sorted (user, item) keys
-(``rated`` and N(u): 8 bytes a pair each, 0.8 GB each at Netflix scale, made on first use).
-There is no Triton kernel: on CUDA the model trains with torch's batch steps.
+Training: ``sgd_epoch``, per user in the epoch's order, one rating at a time; numba on CPU
+(u's R(u) residuals and N(u) are marked in two item-long arrays once per user, so the
+neighbourhood sums cost O(k) a rating) or Triton on CUDA (one program per user, users in
+parallel as for SVD++; with no item-long scratch per program, each neighbour's membership
+in R(u) and N(u) is a binary search of the user's slice of the sorted keys below, O(k log
+|R(u)|) a rating). Or, on any device, torch batch steps through ``forward``, whose
+membership tests are binary searches too. The keys, ``keys()``: sorted user·n_items + item
+of R(u) (with the residuals in that order) and of N(u), 8 bytes a pair each (0.8 GB each at
+Netflix scale), made on first use on the model's device.
 
 Koren, Y. (2008). Factorization meets the neighborhood: a multifaceted collaborative
 filtering model. KDD 2008. Koren, Y. (2010). Factor in the neighbors: scalable and accurate
@@ -61,7 +64,7 @@ PAIRS = 1 << 22  # (pair, neighbour) entries gathered at once by forward
 
 
 class Integrated(SVDpp):
-    kernel_backends: ClassVar[tuple[str, ...]] = ("numba",)
+    kernel_backends: ClassVar[tuple[str, ...]] = ("numba", "triton")
 
     def __init__(self, n_users: int, n_items: int, mu: float, nu_indptr: np.ndarray, nu_items: np.ndarray,
                  rated_indptr: np.ndarray, rated_items: np.ndarray, rated_ratings: np.ndarray,
@@ -116,7 +119,7 @@ class Integrated(SVDpp):
         tables = (self.bu, self.bi, self.pu, self.qi, self.yj, self.w, self.c)
         return kernels.load(backend).integrated(
             batch.user, batch.item, batch.rating, *kernels.batch_runs(batch), self.nu_indptr, self.nu_items,
-            self.rated_indptr, self.rated_items, self.rated_resid, self.neighbours, self.mu,
+            self.rated_indptr, *self.keys(), self.neighbours, self.mu,
             [t.weight for t in tables], [t.lr * scale for t in tables], [t.reg for t in tables])
 
     def forward(self, batch: Batch) -> torch.Tensor:

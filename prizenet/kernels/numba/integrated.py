@@ -8,18 +8,19 @@ import torch
 from .svdpp import factor_dot, step_factors, update_y, user_z
 
 
-def integrated(user, item, rating, bounds, order, nu_indptr, nu_items, rated_indptr, rated_items, rated_resid,
-               neighbours, mu, weights, lr, reg) -> torch.Tensor:
-    """One epoch: the runs of ``bounds`` in ``order``; ``weights`` bu, bi, pu, qi, yj, w, c."""
+def integrated(user, item, rating, bounds, order, nu_indptr, nu_items, rated_indptr, rated_keys, rated_resid,
+               nu_keys, neighbours, mu, weights, lr, reg) -> torch.Tensor:
+    """One epoch: the runs of ``bounds`` in ``order``; ``weights`` bu, bi, pu, qi, yj, w, c.
+    (N(u) is marked from ``nu_items``: ``nu_keys`` is the Triton kernel's.)"""
     w = [t.detach().numpy() for t in weights]
     return torch.tensor(sgd_integrated(
         user.numpy(), item.numpy(), rating.numpy(), bounds.numpy(), order.numpy(), nu_indptr.numpy(),
-        nu_items.numpy(), rated_indptr.numpy(), rated_items.numpy(), rated_resid.numpy(), neighbours.numpy(),
+        nu_items.numpy(), rated_indptr.numpy(), rated_keys.numpy(), rated_resid.numpy(), neighbours.numpy(),
         np.float32(mu), *w, np.asarray(lr, np.float32), np.asarray(reg, np.float32)), dtype=torch.float64)
 
 
 @numba.njit(fastmath=True, nogil=True, cache=True)
-def sgd_integrated(user, item, rating, bounds, order, nu_indptr, nu_items, rated_indptr, rated_items, rated_resid,
+def sgd_integrated(user, item, rating, bounds, order, nu_indptr, nu_items, rated_indptr, rated_keys, rated_resid,
                    neighbours, mu, bu, bi, pu, qi, yj, w, c, lr, reg):
     f_dim, k = pu.shape[1], neighbours.shape[1]
     n_items = qi.shape[0]
@@ -35,8 +36,9 @@ def sgd_integrated(user, item, rating, bounds, order, nu_indptr, nu_items, rated
         norm, j0, j1 = user_z(yj, nu_indptr, nu_items, u, z)
         r0, r1 = rated_indptr[u], rated_indptr[u + 1]
         for jj in range(r0, r1):
-            in_r[rated_items[jj]] = 1
-            resid[rated_items[jj]] = rated_resid[jj]
+            j = rated_keys[jj] - u * n_items
+            in_r[j] = 1
+            resid[j] = rated_resid[jj]
         for jj in range(j0, j1):
             in_n[nu_items[jj]] = 1
         acc[:] = 0.0
@@ -69,7 +71,7 @@ def sgd_integrated(user, item, rating, bounds, order, nu_indptr, nu_items, rated
                     c[i, t] += lr[6] * (g_c - reg[6] * c[i, t])
         update_y(yj, nu_items, j0, j1, acc, norm, lr[4], reg[4])
         for jj in range(r0, r1):
-            in_r[rated_items[jj]] = 0
+            in_r[rated_keys[jj] - u * n_items] = 0
         for jj in range(j0, j1):
             in_n[nu_items[jj]] = 0
     return sse

@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import torch
 
+from .integrated import integrated
 from .svd import svd
 from .svdpp import svdpp
 from .timesvdpp import timesvdpp
 
-__all__ = ["svd", "svdpp", "timesvdpp", "launch_order", "heavy_first", "block_k"]
+__all__ = ["integrated", "svd", "svdpp", "timesvdpp", "launch_order", "heavy_first", "block_k"]
 
 #: The heaviest runs launched first, in decreasing length (a few waves of warps on a
 #: 132-SM GPU); the rest keep the epoch's shuffled order.

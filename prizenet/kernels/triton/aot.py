@@ -21,14 +21,16 @@ import tempfile
 POINTERS = {  # argument -> Triton pointer type, as the trainer launches them on CUDA
     "user": "*i32", "item": "*i32", "day": "*i32", "rating": "*fp32", "row": "*i64", "dev": "*fp32",
     "bounds": "*i64", "order": "*i64", "sse": "*fp32", "nu_indptr": "*i64", "nu_items": "*i32",
+    "rated_indptr": "*i64", "rated_keys": "*i64", "nu_keys": "*i64", "neighbours": "*i64",
 }
-INTS = {"K", "n_days", "n_bins"}
+INTS = {"K", "KN", "n_items", "n_days", "n_bins"}
 
 #: (module, constexpr variants) of every kernel the trainer launches.
 KERNELS = {
     "svd": [{"BIASED": True}, {"BIASED": False}],
     "svdpp": [{}],
     "timesvdpp": [{"PER_DAY": False}, {"PER_DAY": True}],
+    "integrated": [{}],
 }
 
 
@@ -66,6 +68,7 @@ def compile_all(capability: int = 90, n_factors: int = 200, warp_size: int = 32)
 
     from .. import interpreting
     from . import block_k
+    from .integrated import BLOCK_T
     from .svdpp import BLOCK_J
 
     if interpreting():
@@ -78,6 +81,8 @@ def compile_all(capability: int = 90, n_factors: int = 200, warp_size: int = 32)
             const = {"BLOCK_K": block_k(n_factors), **extra}
             if "BLOCK_J" in fn.arg_names:
                 const["BLOCK_J"] = BLOCK_J
+            if "BLOCK_T" in fn.arg_names:
+                const["BLOCK_T"] = BLOCK_T
             kernel = triton.compile(ASTSource(fn, signature(fn, const), const), target=target,
                                     options={"num_warps": 1})
             tag = ",".join(f"{k}={v}" for k, v in extra.items())

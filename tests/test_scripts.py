@@ -104,6 +104,18 @@ def test_bench_families_netflix_mode_runs_tiny():
                                       "rbm_epoch"}
 
 
+@pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason='triton is not installed (pip install -e ".[dev]")')
+def test_bench_families_netflix_mode_runs_the_triton_kernel_tiny():
+    # What --device cuda runs, on CPU: the integrated model's Triton kernel in the interpreter
+    # (conftest sets TRITON_INTERPRET=1, which the script inherits).
+    out = run("scripts/bench_families.py", "--netflix", "--ratings", "3000", "--blocks", "1", "--kernel", "triton",
+              "--part", "200", "--k", "16")
+    assert out.returncode == 0, out.stderr[-3000:]
+    report = json.loads(out.stdout)
+    assert report["kernel"] == "triton" and report["integrated_epoch"]["k"] == 16
+    assert 0 < report["integrated_epoch"]["timed_ratings"] < report["ratings"]
+
+
 @pytest.mark.skipif(importlib.util.find_spec("fastapi") is None, reason='the judge extra is not installed (pip install -e ".[dev]")')
 def test_bench_judge_runs_tiny(synthetic):
     out = run("scripts/bench_judge.py", "--root", synthetic, "--teams", 3, "--rounds", 2, "--readers", 2,

@@ -163,13 +163,15 @@ def test_a_gpu_without_triton_falls_back_to_the_batch_steps(synthetic, monkeypat
         epochs_for(model, data, rows, torch.device("cuda"), "sgd", None, _setting(kernel="triton"), 0)
 
 
+# (The integrated model's Triton kernel is not run through train.py here: 58 s in the interpreter;
+# tests/test_integrated.py and tests/test_backends.py check it against the loop and numba.)
 @pytest.mark.parametrize("model, kernel", [("svd", "auto"), ("svd", "torch"), ("svdpp", "auto"), ("svdpp", "torch"),
                                            ("timesvdpp", "auto"), ("timesvdpp", "torch"),
                                            ("integrated", "auto"), ("integrated", "torch"),
                                            ("baseline", "auto"), ("baseline", "auto model.solver=als"),
                                            ("ncf", "auto"), ("autorec", "auto"),
                                            *[pytest.param(m, "triton", marks=BACKENDS[1].marks)
-                                             for m in ("svd", "svdpp", "timesvdpp", "integrated")]])
+                                             for m in ("svd", "svdpp", "timesvdpp")]])
 def test_every_backend_lowers_the_training_error(tmp_path, model, kernel):
     # Written once, run on each backend (closed form, CPU kernel, torch batches) through train.py.
     from pathlib import Path

@@ -29,10 +29,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import sys
 import tempfile
 from pathlib import Path
+
+if "triton" in sys.argv and "cuda" not in sys.argv:  # --kernel triton on CPU: before Triton is imported
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))

@@ -107,7 +107,7 @@ def test_bench_families_netflix_mode_runs_tiny():
 @pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason='triton is not installed (pip install -e ".[dev]")')
 def test_bench_families_netflix_mode_runs_the_triton_kernel_tiny():
     # What --device cuda runs, on CPU: the integrated model's Triton kernel in the interpreter
-    # (conftest sets TRITON_INTERPRET=1, which the script inherits).
+    # (which the script turns on for --kernel triton without cuda).
     out = run("scripts/bench_families.py", "--netflix", "--ratings", "3000", "--blocks", "1", "--kernel", "triton",
               "--part", "200", "--k", "16")
     assert out.returncode == 0, out.stderr[-3000:]

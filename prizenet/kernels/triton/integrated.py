@@ -14,7 +14,7 @@ import triton
 import triton.language as tl
 
 from .svd import program_run
-from .svdpp import implicit_sum, update_y
+from .svdpp import implicit_sum, step_factors, update_y
 
 
 @triton.jit
@@ -79,11 +79,8 @@ def sgd_kernel(user, item, rating, bounds, order, sse, nu_indptr, nu_items, rate
         pz = p + z
         e = tl.load(rating + n) - (mu + b_u + b_i + tl.sum(q * pz, 0) + s_r * norm_r + s_c * norm_c)
         err += e * e
-        b_u += lr_bu * (e - reg_bu * b_u)
-        tl.atomic_add(bi + i, lr_bi * (e - reg_bi * b_i), sem="relaxed")
-        acc += e * q
-        tl.atomic_add(qi + i * K + f, lr_qi * (e * pz - reg_qi * q), mask=fm, sem="relaxed")
-        p += lr_pu * (e * q - reg_pu * p)
+        b_u, acc, p = step_factors(e, i, b_u, b_i, p, pz, q, acc, f, fm, bi, qi, lr_bu, lr_bi, lr_pu, lr_qi,
+                                   reg_bu, reg_bi, reg_pu, reg_qi, K)
         g_r = e * norm_r
         g_c = e * norm_c
         for t0 in range(0, KN, BLOCK_T):

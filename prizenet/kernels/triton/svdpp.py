@@ -39,6 +39,19 @@ def update_y(yj, nu_items, j0, j1, f, fm, acc, norm, lr, reg, K, BLOCK_J: tl.con
 
 
 @triton.jit
+def step_factors(e, i, b_u, b_i, p, pz, q, acc, f, fm, bi, qi, lr_bu, lr_bi, lr_pu, lr_qi, reg_bu, reg_bi, reg_pu,
+                 reg_qi, K):
+    """SVD++'s per-rating updates for the error ``e``: bi[i] and qi[i] moved in memory, the
+    user's (b_u, acc + e·qi[i], p) returned (``pz`` = p + z, ``b_i`` and ``q`` read before)."""
+    b_u += lr_bu * (e - reg_bu * b_u)
+    tl.atomic_add(bi + i, lr_bi * (e - reg_bi * b_i), sem="relaxed")
+    acc += e * q
+    tl.atomic_add(qi + i * K + f, lr_qi * (e * pz - reg_qi * q), mask=fm, sem="relaxed")
+    p += lr_pu * (e * q - reg_pu * p)
+    return b_u, acc, p
+
+
+@triton.jit
 def sgd_kernel(user, item, rating, bounds, order, sse, nu_indptr, nu_items, mu_ptr, bu, bi, pu, qi, yj,
                lr_bu, lr_bi, lr_pu, lr_qi, lr_yj, reg_bu, reg_bi, reg_pu, reg_qi, reg_yj, K,
                BLOCK_K: tl.constexpr, BLOCK_J: tl.constexpr):
@@ -58,11 +71,8 @@ def sgd_kernel(user, item, rating, bounds, order, sse, nu_indptr, nu_items, mu_p
         pz = p + z
         e = tl.load(rating + n) - (mu + b_u + b_i + tl.sum(q * pz, 0))
         err += e * e
-        b_u += lr_bu * (e - reg_bu * b_u)
-        tl.atomic_add(bi + i, lr_bi * (e - reg_bi * b_i), sem="relaxed")
-        acc += e * q
-        tl.atomic_add(qi + i * K + f, lr_qi * (e * pz - reg_qi * q), mask=fm, sem="relaxed")
-        p += lr_pu * (e * q - reg_pu * p)
+        b_u, acc, p = step_factors(e, i, b_u, b_i, p, pz, q, acc, f, fm, bi, qi, lr_bu, lr_bi, lr_pu, lr_qi,
+                                   reg_bu, reg_bi, reg_pu, reg_qi, K)
     tl.store(pu + u * K + f, p, mask=fm)
     tl.store(bu + u, b_u)
     update_y(yj, nu_items, j0, j1, f, fm, acc, norm, lr_yj, reg_yj, K, BLOCK_J)

@@ -45,7 +45,17 @@ N(u). The residuals are recomputed from the parameters at the start of every swe
 drift; myFM recomputes them at its end). ``init_std`` draws the initial v ~ N(0, init_std²);
 w and μ start at 0, w0 at the mean rating.
 
-Predictions are the average of r̂ over the samples after ``burn_in`` (myFM keeps all but
+``likelihood`` picks the model of a rating given r̂: ``"normal"``, r = r̂ + ε with ε ~
+N(0, 1/α) and α drawn as above; or ``"ordered_probit"`` (Albert & Chib 1993; myFM's
+``MyFMOrderedProbit``), where a rating is the bin of ordered cut points γ (one fewer than
+``rating_levels``) that a latent z = r̂ + N(0, 1) falls in. A sweep then draws the cut
+points given r̂ (z summed out: an independence Metropolis-Hastings step from a t with
+``cut_nu`` degrees of freedom around the mode; their parameters a, γ_0 = a_0, γ_m = γ_{m-1}
++ exp(a_m), have the prior N(0, 1/reg_0), as in myFM), then every z given its bin, and
+regresses the z with α fixed at 1 (w0 starts at 0, its prior mean); r̂ then predicts the
+expected rating Σ_c level_c·P(c | r̂) (``prizenet.models.oprobit`` has the algebra).
+
+Predictions are the average of r̂ (of the expected rating, for the ordered probit) over the samples after ``burn_in`` (myFM keeps all but
 the first 5, its default; libFM averages its test predictions the same way): the model
 keeps the running average for the pairs it is asked to watch (``watch_*``: the trainer
 gives the probe and the qualifying pairs), and :meth:`forward` in eval mode returns it for
@@ -70,7 +80,8 @@ Freudenthaler, C., Schmidt-Thieme, L., Rendle, S. (2011). Bayesian factorization
 NIPS workshop on sparse representation and low-rank approximation. Rendle, S. (2012).
 Factorization machines with libFM. ACM TIST 3(3). Rendle, S. (2013). Scaling factorization
 machines to relational data. VLDB 2013. Rendle, S., Zhang, L., Koren, Y. (2019). On the
-difficulty of evaluating baselines. arXiv:1905.01395. Ohtsuki, T. myFM (github.com/tohtsky/myFM).
+difficulty of evaluating baselines. arXiv:1905.01395. Albert, J. H., Chib, S. (1993).
+Bayesian analysis of binary and polychotomous response data. JASA 88(422). Ohtsuki, T. myFM (github.com/tohtsky/myFM).
 """
 
 from __future__ import annotations
@@ -84,6 +95,7 @@ import torch
 
 from ..data import Batch
 from ..kernels.numba import bfm as K
+from . import oprobit
 from .base import RatingModel
 
 #: feature set -> (day block, N(u) block, N(i) block)
@@ -134,6 +146,7 @@ class _Rows:
         self.ents = np.stack([cols[s.name][order] for s in sides]).astype(np.int32)
         self.views = [_View(self.ents, a, s.n) for a, s in enumerate(sides)]
         self.no_perm = np.zeros(0, np.int32)
+        self.classes = None  # the ratings' levels, for the ordered probit (the model fills it in)
         # scan="factors": the other sides' scatter buffers (per chunk) and the no-draws-yet prev
         self.buf = [None] + [np.empty((K.CHUNKS, s.n, 5)) for s in sides[1:]]
         n = max(s.n for s in sides)
@@ -159,7 +172,9 @@ class BayesianFM(RatingModel):
                  features: Literal["mf", "svdpp", "timesvd", "timesvdpp", "timesvdpp_flipped"] = "mf",
                  burn_in: int = 5, init_std: float = 0.1, alpha_0: float = 1.0, beta_0: float = 1.0,
                  gamma_0: float = 1.0, mu_0: float = 0.0, reg_0: float = 1.0,
-                 scan: Literal["sides", "factors"] = "sides", chains: int = 1):
+                 scan: Literal["sides", "factors"] = "sides", chains: int = 1,
+                 likelihood: Literal["normal", "ordered_probit"] = "normal", cut_nu: float = 5.0,
+                 rating_levels: np.ndarray | None = None):
         super().__init__()
         if features not in FEATURES:
             raise ValueError(f"features must be one of {tuple(FEATURES)}, got {features!r}")
@@ -169,6 +184,16 @@ class BayesianFM(RatingModel):
             raise ValueError(f"scan must be 'sides' or 'factors', got {scan!r}")
         if chains < 1:
             raise ValueError(f"chains must be at least 1, got {chains}")
+        if likelihood not in ("normal", "ordered_probit"):
+            raise ValueError(f"likelihood must be 'normal' or 'ordered_probit', got {likelihood!r}")
+        self.probit = likelihood == "ordered_probit"
+        if self.probit:
+            if rating_levels is None or len(np.unique(rating_levels)) < 2:
+                raise ValueError("likelihood='ordered_probit' needs rating_levels, at least two distinct ratings "
+                                 f"(the data layer gives them), got {rating_levels}")
+            if cut_nu <= 0:
+                raise ValueError(f"cut_nu must be positive, got {cut_nu}")
+        self.likelihood, self.cut_nu = likelihood, float(cut_nu)
         self.scan = scan
         use_day, use_nu, use_ni = FEATURES[features]
         self.features, self.k, self.burn_in = features, int(n_factors), int(burn_in)
@@ -198,7 +223,9 @@ class BayesianFM(RatingModel):
             self.register_buffer(f"w_{b}", torch.zeros(sizes[b], dtype=torch.float64))
             self.register_buffer(f"v_{b}", torch.randn(sizes[b], self.k, dtype=torch.float64) * init_std)
         g = len(self.blocks)
-        self.register_buffer("w0", torch.tensor(float(mu), dtype=torch.float64))
+        # w0 starts at the mean rating, or for the ordered probit at 0 (its prior mean: the
+        # latent scale is placed by the cut points)
+        self.register_buffer("w0", torch.tensor(0.0 if self.probit else float(mu), dtype=torch.float64))
         self.register_buffer("alpha", torch.tensor(1.0, dtype=torch.float64))
         self.register_buffer("mu_w", torch.zeros(g, dtype=torch.float64))
         self.register_buffer("lam_w", torch.ones(g, dtype=torch.float64))
@@ -207,6 +234,11 @@ class BayesianFM(RatingModel):
         self.register_buffer("seed", torch.randint(0, 2 ** 62, (), dtype=torch.int64))  # from the trainer's seed
         self.register_buffer("n_sweeps", torch.tensor(0))
         self.register_buffer("n_kept", torch.tensor(0))
+        if self.probit:  # the rating levels, the cut points' parameters a (prizenet.models.oprobit), MH acceptances
+            self.register_buffer("levels", torch.from_numpy(np.unique(np.asarray(rating_levels, np.float64))))
+            self.register_buffer("cut_a", torch.zeros(len(self.levels) - 1, dtype=torch.float64))
+            self.register_buffer("cut_mode", torch.zeros(len(self.levels) - 1, dtype=torch.float64))  # Newton's start
+            self.register_buffer("n_accepted", torch.tensor(0))
         # the watched pairs, sorted by key; their running average of r̂ over the kept samples
         key = self._keys(*(torch.as_tensor(np.asarray(a, np.int64)) for a in (watch_user, watch_item, watch_day)))
         self._watch_keys, order = torch.sort(key)
@@ -222,7 +254,8 @@ class BayesianFM(RatingModel):
         self.more = torch.nn.ModuleList()
         for _ in range(int(chains) - 1):
             c = BayesianFM(n_users, n_items, n_days, mu, nu_indptr, nu_items, watch_user, watch_item, watch_day,
-                           n_factors, features, burn_in, init_std, alpha_0, beta_0, gamma_0, mu_0, reg_0, scan)
+                           n_factors, features, burn_in, init_std, alpha_0, beta_0, gamma_0, mu_0, reg_0, scan,
+                           likelihood=likelihood, cut_nu=cut_nu, rating_levels=rating_levels)
             c.sides = self.sides  # N(u), N(i) and their norms are read only: one copy, the chain's own freed now
             self.more.append(c)
 
@@ -234,6 +267,10 @@ class BayesianFM(RatingModel):
         """The sample's noise sd 1/√α, and per block the prior sd 1/√λ of its weights and
         (averaged over factors) of its factors."""
         out = {"noise_sd": float(self.alpha) ** -0.5, "samples_kept": float(self.n_kept)}
+        if self.probit:
+            for m, g in enumerate(oprobit.cuts(self.cut_a.numpy())):
+                out[f"cut_point/{m}"] = float(g)
+            out["cut_acceptance"] = float(self.n_accepted) / max(int(self.n_sweeps), 1)
         for g, b in enumerate(self.blocks):
             out[f"prior_sd_w/{b}"] = float(self.lam_w[g]) ** -0.5
             out[f"prior_sd_v/{b}"] = float((self.lam_v[g] ** -0.5).mean())
@@ -266,7 +303,15 @@ class BayesianFM(RatingModel):
             BW[a, :s.n] = B + W
         return BW, P
 
+    def _rating(self, x: np.ndarray) -> np.ndarray:
+        """The rating predicted from FM scores x: x itself, or for the ordered probit the
+        expected rating under the current cut points."""
+        if not self.probit:
+            return x
+        return oprobit.expected(x, oprobit.cuts(self.cut_a.numpy()), self.levels.numpy())
+
     def _predict(self, ents: np.ndarray, sums=None) -> np.ndarray:
+        """The FM score r̂(x) of the rows whose sides' entities are ``ents`` (sides × rows)."""
         BW, P = sums if sums is not None else self._side_sums()
         out = np.empty(ents.shape[1])
         K.predict(ents, float(self.w0), BW, P, out)
@@ -285,7 +330,7 @@ class BayesianFM(RatingModel):
             self._sample = self._side_sums()
         cols = {"user": batch.user, "item": batch.item, "day": batch.day}
         ents = np.stack([cols[s.name].cpu().numpy() for s in self.sides]).astype(np.int32)
-        pred = torch.from_numpy(self._predict(ents, self._sample))
+        pred = torch.from_numpy(self._rating(self._predict(ents, self._sample)))
         if not self.training and int(self.n_kept) > 0 and len(self._watch_keys):
             key = self._keys(batch.user.cpu(), batch.item.cpu(), batch.day.cpu())
             pos = torch.searchsorted(self._watch_keys, key).clamp_(max=len(self._watch_keys) - 1)
@@ -309,9 +354,22 @@ class BayesianFM(RatingModel):
         R = self._rows
         rng = self._generator()
         sums = self._sample if self._sample is not None else self._side_sums()  # (kept from the last sweep's end)
-        e = R.y - self._predict(R.ents, sums)
-        n = len(e)
-        alpha = rng.gamma((self.alpha_0 + n) / 2, 2 / (self.beta_0 + e @ e))
+        x = self._predict(R.ents, sums)
+        n = len(x)
+        if self.probit:  # the cut points given the scores, then the latent z given both; noise precision 1
+            if R.classes is None:
+                R.classes = oprobit.classes(R.y, self.levels.numpy())
+            start = self.cut_mode.numpy() if int(self.n_sweeps) else None
+            a, accepted, centre = oprobit.step(rng, self.cut_a.numpy(), x, R.classes, self.reg_0, self.cut_nu, start)
+            self.cut_a.copy_(torch.from_numpy(a))
+            self.cut_mode.copy_(torch.from_numpy(centre))
+            self.n_accepted += int(accepted)
+            z = oprobit.latent(rng, x, R.classes, oprobit.cuts(a))
+            e, alpha = z - x, 1.0
+        else:
+            z = R.y
+            e = z - x
+            alpha = rng.gamma((self.alpha_0 + n) / 2, 2 / (self.beta_0 + e @ e))
         prec = alpha * n + self.reg_0
         w0 = float(self.w0)
         new = alpha * (e.sum() + n * w0) / prec + rng.standard_normal() / np.sqrt(prec)
@@ -333,7 +391,10 @@ class BayesianFM(RatingModel):
         self._sample = self._side_sums()  # the new sample's, for the watched pairs, forward and the next sweep
         if int(self.n_sweeps) > self.burn_in and len(self._watch_keys):
             self.n_kept += 1
-            self.avg += (torch.from_numpy(self._predict(self._watch_ents, self._sample)) - self.avg) / int(self.n_kept)
+            new = self._rating(self._predict(self._watch_ents, self._sample))
+            self.avg += (torch.from_numpy(new) - self.avg) / int(self.n_kept)
+        if self.probit:  # the squared error of the new sample's expected ratings (e is the latent z's)
+            e = R.y - self._rating(z - e)
         return torch.tensor(float(e @ e), dtype=torch.float64)
 
     def _generator(self) -> np.random.Generator:

@@ -2,7 +2,7 @@
 samples, and seconds per Gibbs sweep at Netflix scale.
 
     python scripts/bench_bfm.py [--root ../shared/data/prize/ml1m-half] [--rank 32]
-        [--sets mf:200,svdpp:200,timesvdpp_flipped:512] [--no-myfm] [--markdown]
+        [--sets mf:200,svdpp:200,timesvdpp_flipped:512] [--likelihood ordered_probit] [--no-myfm] [--markdown]
     python scripts/bench_bfm.py --netflix [--ratings 100480507] [--ranks 32,64] [--sweeps 2]
 
 Both samplers train on training minus probe and predict the probe by averaging the samples
@@ -41,9 +41,11 @@ from prizenet.training import SweepEpochs, predict, rmse  # noqa: E402
 BURN_IN = 5
 
 
-def prizenet_fit(data, rows, probe, features: str, rank: int, samples: int, seed: int = 0) -> dict:
+def prizenet_fit(data, rows, probe, features: str, rank: int, samples: int, seed: int = 0,
+                 likelihood: str = "normal") -> dict:
     torch.manual_seed(seed)
-    model = BayesianFM(**model_inputs(BayesianFM, data, rows), n_factors=rank, features=features, burn_in=BURN_IN)
+    model = BayesianFM(**model_inputs(BayesianFM, data, rows), n_factors=rank, features=features, burn_in=BURN_IN,
+                       likelihood=likelihood)
     epochs = SweepEpochs(model, data, rows, torch.device("cpu"))
     t = time.perf_counter()
     for _ in range(samples):
@@ -53,7 +55,8 @@ def prizenet_fit(data, rows, probe, features: str, rank: int, samples: int, seed
     return {"probe_rmse": rmse(pred, data.probe_rating), "fit_seconds": seconds, "s_per_sweep": seconds / samples}
 
 
-def myfm_fit(data, rows, probe, features: str, rank: int, samples: int, seed: int = 0) -> dict:
+def myfm_fit(data, rows, probe, features: str, rank: int, samples: int, seed: int = 0,
+             likelihood: str = "normal") -> dict:
     import myfm
     import scipy.sparse as sps
 
@@ -82,12 +85,18 @@ def myfm_fit(data, rows, probe, features: str, rank: int, samples: int, seed: in
 
     X, rel = inputs(rows)
     y = data.rating_x2[rows].astype(np.float64) * 0.5
-    fm = myfm.MyFMRegressor(rank=rank, random_seed=seed)
+    levels = np.unique(y)
+    if likelihood == "ordered_probit":  # classes 0..K-1; predictions the expected rating under the class probabilities
+        fm = myfm.MyFMOrderedProbit(rank=rank, random_seed=seed)
+        y = np.searchsorted(levels, y)
+    else:
+        fm = myfm.MyFMRegressor(rank=rank, random_seed=seed)
     t = time.perf_counter()
     fm.fit(X, y, X_rel=rel, n_iter=samples, n_kept_samples=samples - BURN_IN, group_shapes=groups)
     seconds = time.perf_counter() - t
     Xp, relp = inputs(probe)
-    pred = np.clip(fm.predict(Xp, relp), *data.rating_scale)
+    raw = fm.predict_proba(Xp, relp) @ levels if likelihood == "ordered_probit" else fm.predict(Xp, relp)
+    pred = np.clip(raw, *data.rating_scale)
     return {"probe_rmse": rmse(pred, data.probe_rating), "fit_seconds": seconds, "s_per_sweep": seconds / samples}
 
 
@@ -125,6 +134,8 @@ def main(argv=None) -> int:
     ap.add_argument("--root", default=str(ROOT.parent / "shared" / "data" / "prize" / "ml1m-half"))
     ap.add_argument("--sets", default="mf:200,svdpp:200,timesvdpp_flipped:512", help="features:samples,...")
     ap.add_argument("--rank", type=int, default=32)
+    ap.add_argument("--likelihood", choices=("normal", "ordered_probit"), default="normal",
+                    help="both samplers' (myFM: MyFMRegressor or MyFMOrderedProbit)")
     ap.add_argument("--no-myfm", action="store_true")
     ap.add_argument("--netflix", action="store_true", help="seconds per sweep at Netflix scale instead")
     ap.add_argument("--ratings", type=int, default=100_480_507)
@@ -149,16 +160,16 @@ def main(argv=None) -> int:
         return 2
     data = load_netflix(args.root)
     rows, probe = data.fit_rows(final_fit=False), data.probe_rows
-    report.update(root=args.root, rank=args.rank, runs=[])
+    report.update(root=args.root, rank=args.rank, likelihood=args.likelihood, runs=[])
     for spec in args.sets.split(","):
         features, samples = spec.split(":")
         for name, fit in (("prizenet", prizenet_fit), *(() if args.no_myfm else (("myFM", myfm_fit),))):
-            r = fit(data, rows, probe, features, args.rank, int(samples))
+            r = fit(data, rows, probe, features, args.rank, int(samples), likelihood=args.likelihood)
             report["runs"].append({"features": features, "samples": int(samples), "sampler": name, **r})
             print(name, features, samples, {k: round(v, 4) for k, v in r.items()}, file=sys.stderr, flush=True)
     print(json.dumps(report, indent=1))
     if args.markdown:
-        print(f"\n| feature set (rank {args.rank}) | samples | sampler | probe RMSE | fit (s) | s/sweep |\n"
+        print(f"\n| feature set (rank {args.rank}, {args.likelihood}) | samples | sampler | probe RMSE | fit (s) | s/sweep |\n"
               "|---|---:|---|---:|---:|---:|")
         for r in report["runs"]:
             print(f"| {r['features']} | {r['samples']} | {r['sampler']} | {r['probe_rmse']:.4f} | "

@@ -72,6 +72,11 @@ def test_bench_bfm_runs_both_of_its_modes_tiny(tmp_path):
     report = json.loads(out.stdout[: out.stdout.index("\n|")])
     assert [r["features"] for r in report["runs"]] == ["mf", "timesvdpp_flipped"]
     assert all(0.8 < r["probe_rmse"] < 1.2 and r["fit_seconds"] > 0 for r in report["runs"])
+    out = run("scripts/bench_bfm.py", "--root", root, "--sets", "mf:3", "--rank", "2", "--no-myfm",
+              "--likelihood", "ordered_probit")
+    assert out.returncode == 0, out.stderr[-3000:]
+    report = json.loads(out.stdout)
+    assert report["likelihood"] == "ordered_probit" and 0.8 < report["runs"][0]["probe_rmse"] < 1.2
     out = run("scripts/bench_bfm.py", "--netflix", "--ratings", "20000", "--ranks", "2", "--sweeps", "1")
     assert out.returncode == 0, out.stderr[-3000:]
     sweeps = json.loads(out.stdout)["sweeps"]

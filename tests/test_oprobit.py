@@ -76,6 +76,17 @@ def test_latent_draws_follow_the_truncated_normal(x, c):
     assert z.var() == pytest.approx(var, rel=0.05)
 
 
+def test_the_inverse_normal_cdf_is_exact_to_double_precision():
+    import torch
+
+    from prizenet.kernels.numba.oprobit import ndtri
+
+    p = np.concatenate([10.0 ** -np.arange(1, 300, 7.5), np.linspace(0.001, 0.999, 97), [0.02425, 0.97575]])
+    want = torch.special.ndtri(torch.from_numpy(p)).numpy()
+    got = np.array([ndtri(v) for v in p])
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-13)
+
+
 def test_expected_rating_sums_the_levels_over_their_probabilities():
     gamma = np.array([-1.0, -0.2, 0.6, 1.5])
     levels = np.array([0.5, 1.0, 2.0, 4.0, 4.5])  # uneven steps

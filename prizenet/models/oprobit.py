@@ -32,11 +32,8 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import torch
 
-from ..kernels.numba.oprobit import EDGE, bin_sums
-
-_SQRT1_2 = math.sqrt(0.5)
+from ..kernels.numba import oprobit as kernels
 
 
 def classes(rating: np.ndarray, levels: np.ndarray) -> np.ndarray:
@@ -59,25 +56,17 @@ def uncut(gamma: np.ndarray) -> np.ndarray:
     return np.concatenate([gamma[:1], np.log(np.diff(gamma))])
 
 
-def _bounds(x: torch.Tensor, c: torch.Tensor, gamma: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-    """The standardised bin (a, b) = (γ_{c-1} - x, γ_c - x) of every rating, ±EDGE for ±∞."""
-    g = torch.from_numpy(np.concatenate([[-np.inf], gamma, [np.inf]]))
-    return (g[c] - x).clamp_(-EDGE, EDGE), (g[c + 1] - x).clamp_(-EDGE, EDGE)
-
-
-def _ndtr(t: torch.Tensor) -> torch.Tensor:
-    """Φ(t) through erfc: precise in the lower tail (torch.special.ndtr, 1 + erf on the CPU,
-    is 0 below about -8.3)."""
-    return 0.5 * torch.erfc(t * -_SQRT1_2)
+def _edges(gamma: np.ndarray) -> np.ndarray:
+    return np.concatenate([[-np.inf], np.asarray(gamma, np.float64), [np.inf]])
 
 
 def loglik(gamma: np.ndarray, x: np.ndarray, c: np.ndarray, hessian: bool = True):
     """Σ log(Φ(γ_c - x) - Φ(γ_{c-1} - x)) over the ratings, its gradient in γ (K-1) and,
     with ``hessian``, its Hessian in γ (K-1 × K-1, tridiagonal); one pass over the ratings
-    (``prizenet.kernels.numba.oprobit``)."""
+    (``prizenet.kernels.numba.oprobit``, as are the latent draws and the expected ratings)."""
     K = len(gamma) + 1
     S = np.empty((K, 6))
-    bin_sums(np.asarray(x, np.float64), np.asarray(c, np.int64), np.concatenate([[-np.inf], gamma, [np.inf]]), S)
+    kernels.bin_sums(np.asarray(x, np.float64), np.asarray(c, np.int64), _edges(gamma), S)
     ll = float(S[:, 0].sum())
     grad = S[:-1, 1] - S[1:, 2]  # a rating of bin c: +φ(b)/D on γ_c, -φ(a)/D on γ_{c-1}
     if not hessian:
@@ -150,21 +139,13 @@ def step(rng: np.random.Generator, a: np.ndarray, x: np.ndarray, c: np.ndarray, 
 
 def latent(rng: np.random.Generator, x: np.ndarray, c: np.ndarray, gamma: np.ndarray) -> np.ndarray:
     """z ~ N(x, 1) truncated to each rating's bin (γ_{c-1}, γ_c]."""
-    xt, ct = torch.from_numpy(np.asarray(x, np.float64)), torch.from_numpy(np.asarray(c, np.int64))
-    a, b = _bounds(xt, ct, gamma)
-    up = a > 0  # mirrored: draw -t from (-b, -a), in the lower tail
-    lo, hi = torch.where(up, -b, a), torch.where(up, -a, b)
-    plo, phi = _ndtr(lo), _ndtr(hi)
-    u = torch.from_numpy(1.0 - rng.random(len(x)))  # (0, 1]: never Φ⁻¹(0) at an open end
-    t = torch.special.ndtri(plo + u * (phi - plo))
-    t = torch.minimum(torch.maximum(t, lo), hi)  # rounding at the edges
-    return (xt + torch.where(up, -t, t)).numpy()
+    out = np.empty(len(x))
+    kernels.latent(np.asarray(x, np.float64), np.asarray(c, np.int64), _edges(gamma), 1.0 - rng.random(len(x)), out)
+    return out
 
 
 def expected(x: np.ndarray, gamma: np.ndarray, levels: np.ndarray) -> np.ndarray:
     """The expected rating level_0 + Σ_m (level_{m+1} - level_m)·Φ(x - γ_m) under scores x."""
-    xt = torch.from_numpy(np.asarray(x, np.float64))
-    out = torch.full_like(xt, float(levels[0]))
-    for m, g in enumerate(gamma):
-        out += float(levels[m + 1] - levels[m]) * _ndtr(xt - float(g))
-    return out.numpy()
+    out = np.empty(len(x))
+    kernels.expected(np.asarray(x, np.float64), np.asarray(gamma, np.float64), np.asarray(levels, np.float64), out)
+    return out

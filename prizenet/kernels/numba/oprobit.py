@@ -49,3 +49,66 @@ def bin_sums(x, c, edges, out):
     out[:] = 0
     for ch in range(CHUNKS):
         out += part[ch]
+
+
+# Acklam's rational approximation of Φ⁻¹ (relative error below 1.2e-9), refined by one
+# Halley step on Φ(x) - p through erfc, which brings it to double precision
+_A = (-3.969683028665376e+01, 2.209460984245205e+02, -2.759285104469687e+02, 1.383577518672690e+02,
+      -3.066479806614716e+01, 2.506628277459239e+00)
+_B = (-5.447609879822406e+01, 1.615858368580409e+02, -1.556989798598866e+02, 6.680131188771972e+01,
+      -1.328068155288572e+01)
+_C = (-7.784894002430293e-03, -3.223964580411365e-01, -2.400758277161838e+00, -2.549732539343734e+00,
+      4.374664141464968e+00, 2.938163982698783e+00)
+_D = (7.784695709041462e-03, 3.224671290700398e-01, 2.445134137142996e+00, 3.754408661907416e+00)
+
+
+@numba.njit(inline="always")
+def _tail(q):
+    return (((((_C[0] * q + _C[1]) * q + _C[2]) * q + _C[3]) * q + _C[4]) * q + _C[5]) / \
+        ((((_D[0] * q + _D[1]) * q + _D[2]) * q + _D[3]) * q + 1.0)
+
+
+@numba.njit(cache=True)
+def ndtri(p):
+    """Φ⁻¹(p) for 0 < p < 1."""
+    if p < 0.02425:
+        x = _tail(math.sqrt(-2.0 * math.log(p)))
+    elif p <= 1 - 0.02425:
+        q = p - 0.5
+        r = q * q
+        x = (((((_A[0] * r + _A[1]) * r + _A[2]) * r + _A[3]) * r + _A[4]) * r + _A[5]) * q / \
+            (((((_B[0] * r + _B[1]) * r + _B[2]) * r + _B[3]) * r + _B[4]) * r + 1.0)
+    else:
+        x = -_tail(math.sqrt(-2.0 * math.log1p(-p)))
+    e = 0.5 * math.erfc(-x * _SQRT1_2) - p
+    u = e * _SQRT2PI * math.exp(0.5 * x * x)
+    return x - u / (1.0 + 0.5 * x * u)
+
+
+@numba.njit(parallel=True, nogil=True, cache=True)
+def latent(x, c, edges, u, out):
+    """``out``: z = x + t, t ~ N(0, 1) truncated to each rating's standardised bin, by the
+    inverse of Φ at Φ(lo) + u·(Φ(hi) - Φ(lo)) (``u`` in (0, 1], the caller's draws); a bin
+    above 0 is drawn mirrored, from the lower tail, where Φ keeps its precision."""
+    for r in numba.prange(len(x)):
+        k = c[r]
+        a = min(max(edges[k] - x[r], -EDGE), EDGE)
+        b = min(max(edges[k + 1] - x[r], -EDGE), EDGE)
+        up = a > 0
+        lo, hi = (-b, -a) if up else (a, b)
+        plo = 0.5 * math.erfc(-lo * _SQRT1_2)
+        phi = 0.5 * math.erfc(-hi * _SQRT1_2)
+        p = plo + u[r] * (phi - plo)
+        t = ndtri(p) if p > 0 else lo
+        t = min(max(t, lo), hi)  # rounding at the edges
+        out[r] = x[r] - t if up else x[r] + t
+
+
+@numba.njit(parallel=True, nogil=True, cache=True)
+def expected(x, gamma, levels, out):
+    """``out``: level_0 + Σ_m (level_{m+1} - level_m)·Φ(x - γ_m) for every score x."""
+    for r in numba.prange(len(x)):
+        s = levels[0]
+        for m in range(len(gamma)):
+            s += (levels[m + 1] - levels[m]) * 0.5 * math.erfc(-(x[r] - gamma[m]) * _SQRT1_2)
+        out[r] = s

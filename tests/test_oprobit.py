@@ -57,6 +57,15 @@ def test_the_cut_points_gradient_and_hessian_equal_finite_differences(scale):
     assert np.all(np.linalg.eigvalsh(P) > 0)
 
 
+def test_the_mode_is_the_same_from_far_starts():
+    g = np.random.default_rng(5)
+    x = g.normal(0, 1, 20000)
+    c = np.searchsorted([-1.2, -0.3, 0.4, 1.3], x + g.normal(0, 1, 20000))
+    modes = [O.mode(np.array(s, float), x, c, 1.0)[0] for s in ([0, 0, 0, 0], [5, -3, 2, -4], [-8, 2, 2, 2])]
+    np.testing.assert_allclose(modes[1], modes[0], atol=1e-6)
+    np.testing.assert_allclose(modes[2], modes[0], atol=1e-6)
+
+
 @pytest.mark.parametrize("x,c", [(0.3, 2), (-4.0, 4), (5.0, 0), (9.0, 1), (-0.5, 0), (0.5, 4)])
 def test_latent_draws_follow_the_truncated_normal(x, c):
     """Inside the bin, with the truncated normal's mean and variance (to 5 standard errors),

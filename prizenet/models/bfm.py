@@ -55,8 +55,9 @@ points given r̂ (z summed out: an independence Metropolis-Hastings step from a 
 regresses the z with α fixed at 1 (w0 starts at 0, its prior mean); r̂ then predicts the
 expected rating Σ_c level_c·P(c | r̂) (``prizenet.models.oprobit`` has the algebra).
 
-Predictions are the average of r̂ (of the expected rating, for the ordered probit) over the samples after ``burn_in`` (myFM keeps all but
-the first 5, its default; libFM averages its test predictions the same way): the model
+Predictions are the average of r̂ (for the ordered probit, of the expected rating) over the
+samples after ``burn_in`` (myFM keeps all but the first 5, its default; libFM averages its
+test predictions the same way): the model
 keeps the running average for the pairs it is asked to watch (``watch_*``: the trainer
 gives the probe and the qualifying pairs), and :meth:`forward` in eval mode returns it for
 those; for any other pair, and in training mode, it returns the current sample's r̂. A
@@ -81,7 +82,8 @@ NIPS workshop on sparse representation and low-rank approximation. Rendle, S. (2
 Factorization machines with libFM. ACM TIST 3(3). Rendle, S. (2013). Scaling factorization
 machines to relational data. VLDB 2013. Rendle, S., Zhang, L., Koren, Y. (2019). On the
 difficulty of evaluating baselines. arXiv:1905.01395. Albert, J. H., Chib, S. (1993).
-Bayesian analysis of binary and polychotomous response data. JASA 88(422). Ohtsuki, T. myFM (github.com/tohtsky/myFM).
+Bayesian analysis of binary and polychotomous response data. JASA 88(422). Ohtsuki, T.
+myFM (github.com/tohtsky/myFM).
 """
 
 from __future__ import annotations
@@ -146,7 +148,7 @@ class _Rows:
         self.ents = np.stack([cols[s.name][order] for s in sides]).astype(np.int32)
         self.views = [_View(self.ents, a, s.n) for a, s in enumerate(sides)]
         self.no_perm = np.zeros(0, np.int32)
-        self.classes = None  # the ratings' levels, for the ordered probit (the model fills it in)
+        self.classes = None  # each row's bin, its index among the rating levels (ordered probit; the model fills it)
         # scan="factors": the other sides' scatter buffers (per chunk) and the no-draws-yet prev
         self.buf = [None] + [np.empty((K.CHUNKS, s.n, 5)) for s in sides[1:]]
         n = max(s.n for s in sides)
@@ -303,12 +305,12 @@ class BayesianFM(RatingModel):
             BW[a, :s.n] = B + W
         return BW, P
 
-    def _rating(self, x: np.ndarray) -> np.ndarray:
-        """The rating predicted from FM scores x: x itself, or for the ordered probit the
+    def _rating(self, score: np.ndarray) -> np.ndarray:
+        """The rating predicted from FM scores r̂: r̂ itself, or for the ordered probit the
         expected rating under the current cut points."""
         if not self.probit:
-            return x
-        return oprobit.expected(x, oprobit.cuts(self.cut_a.numpy()), self.levels.numpy())
+            return score
+        return oprobit.expected(score, oprobit.cuts(self.cut_a.numpy()), self.levels.numpy())
 
     def _predict(self, ents: np.ndarray, sums=None) -> np.ndarray:
         """The FM score r̂(x) of the rows whose sides' entities are ``ents`` (sides × rows)."""
@@ -354,21 +356,22 @@ class BayesianFM(RatingModel):
         R = self._rows
         rng = self._generator()
         sums = self._sample if self._sample is not None else self._side_sums()  # (kept from the last sweep's end)
-        x = self._predict(R.ents, sums)
-        n = len(x)
+        score = self._predict(R.ents, sums)  # r̂ of every row
+        n = len(score)
         if self.probit:  # the cut points given the scores, then the latent z given both; noise precision 1
             if R.classes is None:
                 R.classes = oprobit.classes(R.y, self.levels.numpy())
             start = self.cut_mode.numpy() if int(self.n_sweeps) else None
-            a, accepted, centre = oprobit.step(rng, self.cut_a.numpy(), x, R.classes, self.reg_0, self.cut_nu, start)
+            a, accepted, centre = oprobit.step(rng, self.cut_a.numpy(), score, R.classes, self.reg_0, self.cut_nu,
+                                               start)
             self.cut_a.copy_(torch.from_numpy(a))
             self.cut_mode.copy_(torch.from_numpy(centre))
             self.n_accepted += int(accepted)
-            z = oprobit.latent(rng, x, R.classes, oprobit.cuts(a))
-            e, alpha = z - x, 1.0
+            z = oprobit.latent(rng, score, R.classes, oprobit.cuts(a))
+            e, alpha = z - score, 1.0
         else:
             z = R.y
-            e = z - x
+            e = z - score
             alpha = rng.gamma((self.alpha_0 + n) / 2, 2 / (self.beta_0 + e @ e))
         prec = alpha * n + self.reg_0
         w0 = float(self.w0)

@@ -91,7 +91,8 @@ def log_posterior(a: np.ndarray, x: np.ndarray, c: np.ndarray, reg: float, deriv
         J[i, i:] = np.exp(a[i])
     grad = J @ g - reg * a
     H = J @ Hg @ J.T - reg * np.eye(d)
-    H[np.arange(1, d), np.arange(1, d)] += np.exp(a[1:]) * np.cumsum(g[::-1])[::-1][1:]  # ∂²γ_m/∂a_i² = exp(a_i), m ≥ i
+    # ∂²γ_m/∂a_i² = exp(a_i) for m ≥ i ≥ 1: the gradient's tail sums times exp(a_i) on the diagonal
+    H[np.arange(1, d), np.arange(1, d)] += np.exp(a[1:]) * np.cumsum(g[::-1])[::-1][1:]
     return ll - 0.5 * reg * float(a @ a), grad, H
 
 
@@ -102,7 +103,9 @@ def mode(a: np.ndarray, x: np.ndarray, c: np.ndarray, reg: float, tol: float = 1
     quadratic), and the precision -H(â) there."""
     f, g, H = log_posterior(a, x, c, reg)
     for _ in range(max_steps):
-        step = np.linalg.solve(-H, g)  # -H is positive definite: the log-likelihood is concave in γ
+        step = np.linalg.solve(-H, g)  # the log-likelihood is concave in γ; in a, near the mode
+        if g @ step <= 0:  # far from it -H need not be positive definite: a gradient step instead
+            step = g / np.abs(np.diag(H)).max()
         if np.abs(step).max() < tol:
             break
         t = 1.0

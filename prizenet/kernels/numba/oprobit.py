@@ -21,6 +21,17 @@ _SQRT1_2 = math.sqrt(0.5)
 _SQRT2PI = math.sqrt(2 * math.pi)
 
 
+@numba.njit(inline="always")
+def _Phi(t):
+    return 0.5 * math.erfc(-t * _SQRT1_2)
+
+
+@numba.njit(inline="always")
+def _bin(edges, k, x):
+    """The standardised bin (a, b) = (γ_{k-1} - x, γ_k - x) of a rating of bin k, clamped to ±EDGE."""
+    return min(max(edges[k] - x, -EDGE), EDGE), min(max(edges[k + 1] - x, -EDGE), EDGE)
+
+
 @numba.njit(parallel=True, nogil=True, cache=True)
 def bin_sums(x, c, edges, out):
     """``out`` (K × 6): the per-bin sums above of the ratings' scores ``x`` and bins ``c``."""
@@ -31,12 +42,8 @@ def bin_sums(x, c, edges, out):
         acc = part[ch]
         for r in range(lo_r, hi_r):
             k = c[r]
-            a = min(max(edges[k] - x[r], -EDGE), EDGE)
-            b = min(max(edges[k + 1] - x[r], -EDGE), EDGE)
-            if a > 0:  # Φ(b) - Φ(a) = Φ(-a) - Φ(-b)
-                D = 0.5 * (math.erfc(a * _SQRT1_2) - math.erfc(b * _SQRT1_2))
-            else:
-                D = 0.5 * (math.erfc(-b * _SQRT1_2) - math.erfc(-a * _SQRT1_2))
+            a, b = _bin(edges, k, x[r])
+            D = _Phi(-a) - _Phi(-b) if a > 0 else _Phi(b) - _Phi(a)  # Φ(b) - Φ(a), in the lower tail
             D = max(D, 1e-300)
             pa = math.exp(-0.5 * a * a) / _SQRT2PI / D
             pb = math.exp(-0.5 * b * b) / _SQRT2PI / D
@@ -80,7 +87,7 @@ def ndtri(p):
             (((((_B[0] * r + _B[1]) * r + _B[2]) * r + _B[3]) * r + _B[4]) * r + 1.0)
     else:
         x = -_tail(math.sqrt(-2.0 * math.log1p(-p)))
-    e = 0.5 * math.erfc(-x * _SQRT1_2) - p
+    e = _Phi(x) - p
     u = e * _SQRT2PI * math.exp(0.5 * x * x)
     return x - u / (1.0 + 0.5 * x * u)
 
@@ -91,13 +98,10 @@ def latent(x, c, edges, u, out):
     inverse of Φ at Φ(lo) + u·(Φ(hi) - Φ(lo)) (``u`` in (0, 1], the caller's draws); a bin
     above 0 is drawn mirrored, from the lower tail, where Φ keeps its precision."""
     for r in numba.prange(len(x)):
-        k = c[r]
-        a = min(max(edges[k] - x[r], -EDGE), EDGE)
-        b = min(max(edges[k + 1] - x[r], -EDGE), EDGE)
+        a, b = _bin(edges, c[r], x[r])
         up = a > 0
         lo, hi = (-b, -a) if up else (a, b)
-        plo = 0.5 * math.erfc(-lo * _SQRT1_2)
-        phi = 0.5 * math.erfc(-hi * _SQRT1_2)
+        plo, phi = _Phi(lo), _Phi(hi)
         p = plo + u[r] * (phi - plo)
         t = ndtri(p) if p > 0 else lo
         t = min(max(t, lo), hi)  # rounding at the edges
@@ -110,5 +114,5 @@ def expected(x, gamma, levels, out):
     for r in numba.prange(len(x)):
         s = levels[0]
         for m in range(len(gamma)):
-            s += (levels[m + 1] - levels[m]) * 0.5 * math.erfc(-(x[r] - gamma[m]) * _SQRT1_2)
+            s += (levels[m + 1] - levels[m]) * _Phi(x[r] - gamma[m])
         out[r] = s

@@ -48,7 +48,14 @@ def build(p, **kw):  # from the torch generator as it stands
     w = p["watch"]
     kw.setdefault("features", "timesvdpp_flipped")
     kw.setdefault("n_factors", 2)
+    if "userday" in kw["features"]:
+        kw.setdefault("user_day_keys", user_days(p))
     return BayesianFM(U, I, D, 3.0, p["nu_indptr"], p["nu_items"], p["user"][w], p["item"][w], p["day"][w], **kw)
+
+
+def user_days(p):
+    """The sorted user * D + day of every pair of the problem (training and watched)."""
+    return np.unique(p["user"].astype(np.int64) * D + p["day"])
 
 
 def batch(p, rows=None):
@@ -70,6 +77,11 @@ def design(m: BayesianFM, p, rows):
             x = np.eye(I)[i]
         elif b == "day":
             x = np.eye(D)[t]
+        elif b == "userday":  # one column per known (user, day) the model was given, and one for any other
+            keys = m._user_days
+            key = u.astype(np.int64) * D + t
+            pos = np.minimum(np.searchsorted(keys, key), len(keys) - 1)
+            x = np.eye(len(keys) + 1)[np.where((keys[pos] == key) & (t < D), pos, len(keys))]
         elif b == "nu":
             x = np.zeros((len(u), I))
             for r, uu in enumerate(u):
@@ -116,7 +128,7 @@ def test_relational_sums_equal_the_dense_fm(features):
     want = dense_fm(X, float(m.w0), *params(m))
     got = m(batch(p, rows)).double().numpy()
     np.testing.assert_allclose(got, want, rtol=1e-5)  # forward returns float32
-    ents = np.stack([p[s.name][rows] for s in m.sides]).astype(np.int32)
+    ents = m._entities(p["user"][rows], p["item"][rows], p["day"][rows])
     np.testing.assert_allclose(m._predict(ents), want, rtol=1e-12, atol=1e-12)
 
 
@@ -153,7 +165,7 @@ def brute_force_draws(m, p, linear, z, alpha):
     return w, V
 
 
-@pytest.mark.parametrize("features", ["mf", "svdpp", "timesvdpp_flipped"])
+@pytest.mark.parametrize("features", ["mf", "svdpp", "timesvdpp_flipped", "timesvdpp_userday_flipped"])
 @pytest.mark.parametrize("phase", ["linear", "sides", "factors"])  # the factors in either scan
 @pytest.mark.parametrize("z", [0.0, 1.0])  # z = 0: the conditional mean; z = 1: mean + its sd
 def test_each_conditional_equals_the_brute_force_posterior(features, phase, z):
@@ -169,7 +181,7 @@ def test_each_conditional_equals_the_brute_force_posterior(features, phase, z):
     want_w, want_V = brute_force_draws(m, p, linear, z, alpha)
 
     from prizenet.models.bfm import _Rows
-    R = m._rows = _Rows(batch(p), m.sides)
+    R = m._rows = _Rows(batch(p), m.sides, m._entities)
     e = R.y - m._predict(R.ents)
     if m.scan == "factors" and not linear:
         m._factor_major(Fixed(z), R, e, alpha, m._side_sums()[1])
@@ -266,6 +278,7 @@ DEFAULT_SWEEPS = 6
 
 
 @pytest.mark.parametrize("change", [dict(n_factors=3), dict(features="svdpp"), dict(burn_in=1),
+                                    (dict(features="timesvdpp_flipped"), dict(features="timesvdpp_userday_flipped")),
                                     dict(init_std=1.0), dict(alpha_0=50.0), dict(beta_0=50.0),
                                     dict(gamma_0=50.0), dict(mu_0=1.0), dict(reg_0=1e4), dict(scan="factors"),
                                     dict(chains=2), PROBIT, (PROBIT, dict(PROBIT, cut_nu=0.5)),
@@ -359,6 +372,40 @@ def test_the_ordered_probit_needs_the_rating_levels_and_ratings_on_them():
     m = make(p, likelihood="ordered_probit", rating_levels=np.array([1.0, 2.0, 3.0]))
     with pytest.raises(ValueError, match="is not one of the rating levels"):
         m.sweep(batch(p))  # the problem's ratings go to 5
+
+
+def test_a_user_day_outside_the_keys_is_the_one_entity_without_ratings():
+    """features=*_userday: a pair on a (user, day) never seen (a recommendation for today)
+    takes the extra user-day, whose draws are its prior's; the dense FM with that column
+    set gives the same prediction."""
+    p = problem(2)
+    m = make(p, features="timesvdpp_userday_flipped", n_factors=3)
+    keys = user_days(p)
+    run(m, batch(p), 3)
+    assert m.w_userday.shape[0] == len(keys) + 1
+    user, item = np.array([0, 1, p["user"][0]]), np.array([0, 1, p["item"][0]])
+    day = np.array([D, D + 5, p["day"][0]])  # two days past the data, and a known (user, day)
+    ents = m._entities(user, item, day)
+    known = np.isin(user.astype(np.int64) * D + day, keys) & (day < D)
+    assert known.tolist() == [False, False, True]
+    assert (ents[2][~known] == len(keys)).all() and (ents[2][known] < len(keys)).all()
+    X = design(m, dict(p, user=user, item=item, day=day), np.arange(3))
+    g = m.blocks.index("userday")
+    off = np.cumsum([0] + [len(getattr(m, f"w_{b}")) for b in m.blocks])
+    assert (X[~known, off[g + 1] - 1] == 1).all()  # the design's own lookup agrees
+    want = dense_fm(X, float(m.w0), *params(m))
+    m.train()  # the current sample (these pairs are not watched)
+    got = m(Batch(user=torch.from_numpy(user), item=torch.from_numpy(item), day=torch.from_numpy(day),
+                  rating=torch.zeros(3))).double().numpy()
+    np.testing.assert_allclose(got, want, rtol=1e-5)
+
+
+def test_the_user_day_features_need_the_user_day_keys():
+    p = problem()
+    with pytest.raises(ValueError, match="needs user_day_keys"):
+        make(p, features="timesvdpp_userday", user_day_keys=None)
+    with pytest.raises(ValueError, match="sorted and distinct"):
+        make(p, features="timesvdpp_userday", user_day_keys=user_days(p)[::-1])
 
 
 def test_a_cold_user_falls_back_to_what_the_items_carry():

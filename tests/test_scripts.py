@@ -66,11 +66,11 @@ def test_bench_bfm_runs_both_of_its_modes_tiny(tmp_path):
     from conftest import shared
 
     root = shared("prize/ml1m-half")
-    out = run("scripts/bench_bfm.py", "--root", root, "--sets", "mf:3,timesvdpp_flipped:3", "--rank", "2", "--no-myfm",
-              "--markdown")
+    out = run("scripts/bench_bfm.py", "--root", root, "--sets", "mf:3,timesvdpp_flipped:3,timesvdpp_userday_flipped:3", "--rank",
+              "2", "--no-myfm", "--markdown")
     assert out.returncode == 0, out.stderr[-3000:]
     report = json.loads(out.stdout[: out.stdout.index("\n|")])
-    assert [r["features"] for r in report["runs"]] == ["mf", "timesvdpp_flipped"]
+    assert [r["features"] for r in report["runs"]] == ["mf", "timesvdpp_flipped", "timesvdpp_userday_flipped"]
     assert all(0.8 < r["probe_rmse"] < 1.2 and r["fit_seconds"] > 0 for r in report["runs"])
     out = run("scripts/bench_bfm.py", "--root", root, "--sets", "mf:3", "--rank", "2", "--no-myfm",
               "--likelihood", "ordered_probit")

@@ -13,14 +13,23 @@ and Rendle, Zhang & Koren 2019 do):
     ni      N(i): every user who rated or was asked    |N(i)|^-½   timesvdpp_flipped
             to rate i (the "flipped" SVD++ term)
     day     one-hot day of the rating                  1           timesvd, timesvdpp, timesvdpp_flipped
+    userday one-hot (user, day) of the rating          1           timesvdpp_userday, timesvdpp_userday_flipped
 
 N(u) and N(i) come from every known pair (training, probe and qualifying), as the data
 layer's N(u) always does; they are sets (a pair given twice counts once: the conditionals'
 algebra assumes it). ``mf`` is Bayesian biased MF; ``svdpp`` is SVD++'s model (a user is
 p_u + |N(u)|^-½ Σ y_j); ``timesvdpp_flipped`` was the best model on MovieLens-10M in
-Rendle et al. 2019. All pairs of features interact, inside a block too (myFM's model): the
-pairs within a user's own features add a user constant, those across a rating's user, item
-and day are the factor model.
+Rendle et al. 2019. ``*_userday`` put the user's day in place of the day (a day
+side either way): its weight is timeSVD++'s day-specific user bias b_u,t and its factors
+play p_u,t's part (Koren 2009, "Collaborative filtering with temporal dynamics"), where the
+day block is one effect of the calendar day shared by every user; on ml1m-half it is the
+better time block (docs/benchmarks.md). The (user, day) pairs are those of every known
+pair (``user_day_keys`` from the data layer); any other pair's user-day is one extra entity
+without ratings, which keeps its prior draws. With ``scan="factors"`` a side's scatter
+buffers hold 64 chunks × 5 doubles per entity: 2.6 KB per user-day (30 MB on ml1m-half's
+11,667; a Netflix-sized set's user-days want ``scan="sides"``). All pairs of features interact, inside a
+block too (myFM's model): the pairs within a user's own features add a user constant, those
+across a rating's user, item and day are the factor model.
 
 Priors, one group g per block (myFM's grouped hyper-priors): w0 ~ N(0, 1/reg_0);
 w_j ~ N(μ_g, 1/λ_g); v_jf ~ N(μ_gf, 1/λ_gf); μ ~ N(mu_0, 1/(gamma_0·λ)); λ, and the noise
@@ -100,13 +109,15 @@ from ..kernels.numba import bfm as K
 from . import oprobit
 from .base import RatingModel
 
-#: feature set -> (day block, N(u) block, N(i) block)
+#: feature set -> (time block: None, "day" or "userday"; N(u) block; N(i) block)
 FEATURES = {
-    "mf": (False, False, False),
-    "svdpp": (False, True, False),
-    "timesvd": (True, False, False),
-    "timesvdpp": (True, True, False),
-    "timesvdpp_flipped": (True, True, True),
+    "mf": (None, False, False),
+    "svdpp": (None, True, False),
+    "timesvd": ("day", False, False),
+    "timesvdpp": ("day", True, False),
+    "timesvdpp_flipped": ("day", True, True),
+    "timesvdpp_userday": ("userday", True, False),
+    "timesvdpp_userday_flipped": ("userday", True, True),
 }
 
 
@@ -139,18 +150,17 @@ class _Rows:
     """The training rows of a sweep, sorted by user, with each side's entity of every row
     and each side's view of them."""
 
-    def __init__(self, batch: Batch, sides: list[_Side]):
+    def __init__(self, batch: Batch, sides: list[_Side], entities):
         user = batch.user.cpu().numpy()
         order = np.argsort(user, kind="stable")
-        cols = {"user": user, "item": batch.item.cpu().numpy(), "day": batch.day.cpu().numpy()}
         self.key = (len(user), batch.user.data_ptr(), batch.rating.data_ptr())
         self.y = batch.rating.cpu().numpy().astype(np.float64)[order]
-        self.ents = np.stack([cols[s.name][order] for s in sides]).astype(np.int32)
+        self.ents = entities(user[order], batch.item.cpu().numpy()[order], batch.day.cpu().numpy()[order])
         self.views = [_View(self.ents, a, s.n) for a, s in enumerate(sides)]
         self.no_perm = np.zeros(0, np.int32)
         self.classes = None  # each row's bin, its index among the rating levels (ordered probit; the model fills it)
-        # scan="factors": the other sides' scatter buffers (per chunk) and the no-draws-yet prev
-        self.buf = [None] + [np.empty((K.CHUNKS, s.n, 5)) for s in sides[1:]]
+        # scan="factors": the other sides' scatter buffers (per chunk; made on first use) and the no-draws-yet prev
+        self.buf = None
         n = max(s.n for s in sides)
         self.zeros, self.ones = np.zeros(n), np.ones(n)
         self.none = (self.ents[0], self.zeros, self.zeros, self.ents[0], self.zeros, self.ents[0], self.zeros)
@@ -171,12 +181,13 @@ class BayesianFM(RatingModel):
     def __init__(self, n_users: int, n_items: int, n_days: int, mu: float, nu_indptr: np.ndarray,
                  nu_items: np.ndarray, watch_user: np.ndarray, watch_item: np.ndarray, watch_day: np.ndarray,
                  n_factors: int = 32,
-                 features: Literal["mf", "svdpp", "timesvd", "timesvdpp", "timesvdpp_flipped"] = "mf",
+                 features: Literal["mf", "svdpp", "timesvd", "timesvdpp", "timesvdpp_flipped", "timesvdpp_userday",
+                                   "timesvdpp_userday_flipped"] = "mf",
                  burn_in: int = 5, init_std: float = 0.1, alpha_0: float = 1.0, beta_0: float = 1.0,
                  gamma_0: float = 1.0, mu_0: float = 0.0, reg_0: float = 1.0,
                  scan: Literal["sides", "factors"] = "sides", chains: int = 1,
                  likelihood: Literal["normal", "ordered_probit"] = "normal", cut_nu: float = 5.0,
-                 rating_levels: np.ndarray | None = None):
+                 rating_levels: np.ndarray | None = None, user_day_keys: np.ndarray | None = None):
         super().__init__()
         if features not in FEATURES:
             raise ValueError(f"features must be one of {tuple(FEATURES)}, got {features!r}")
@@ -197,11 +208,22 @@ class BayesianFM(RatingModel):
                 raise ValueError(f"cut_nu must be positive, got {cut_nu}")
         self.likelihood, self.cut_nu = likelihood, float(cut_nu)
         self.scan = scan
-        use_day, use_nu, use_ni = FEATURES[features]
+        time, use_nu, use_ni = FEATURES[features]
         self.features, self.k, self.burn_in = features, int(n_factors), int(burn_in)
         self.alpha_0, self.beta_0, self.gamma_0, self.mu_0, self.reg_0 = map(float, (alpha_0, beta_0, gamma_0, mu_0,
                                                                                       reg_0))
-        self.sides = [_Side("user", n_users), _Side("item", n_items)] + ([_Side("day", n_days)] if use_day else [])
+        self.n_days = int(n_days)
+        self._user_days = None  # userday: the sorted user * n_days + day keys; entity len(keys): any other pair
+        n_time = n_days
+        if time == "userday":
+            if user_day_keys is None:
+                raise ValueError(f"features={features!r} needs user_day_keys, the sorted user * n_days + day of "
+                                 "every known (user, day) (the data layer gives them)")
+            self._user_days = np.asarray(user_day_keys, np.int64)
+            if len(self._user_days) > 1 and not (np.diff(self._user_days) > 0).all():
+                raise ValueError("user_day_keys must be sorted and distinct (prizenet.data.PrizeData.user_day_keys)")
+            n_time = len(self._user_days) + 1
+        self.sides = [_Side("user", n_users), _Side("item", n_items)] + ([_Side(time, n_time)] if time else [])
         if use_nu or use_ni:
             nu_indptr, nu_items = np.asarray(nu_indptr, np.int64), np.asarray(nu_items, np.int64)
             owner = np.repeat(np.arange(n_users), np.diff(nu_indptr))
@@ -220,7 +242,7 @@ class BayesianFM(RatingModel):
                 self.sides[1] = _Side("item", n_items, "ni", ni_indptr, ni_users, nu_indptr, nu_items.astype(np.int32),
                                       _norm(ni_indptr))
         self.blocks = [b for s in self.sides for b in (s.name, s.implicit) if b]
-        sizes = {"user": n_users, "item": n_items, "day": n_days, "nu": n_items, "ni": n_users}
+        sizes = {"user": n_users, "item": n_items, "day": n_days, "userday": n_time, "nu": n_items, "ni": n_users}
         for b in self.blocks:
             self.register_buffer(f"w_{b}", torch.zeros(sizes[b], dtype=torch.float64))
             self.register_buffer(f"v_{b}", torch.randn(sizes[b], self.k, dtype=torch.float64) * init_std)
@@ -244,9 +266,8 @@ class BayesianFM(RatingModel):
         # the watched pairs, sorted by key; their running average of r̂ over the kept samples
         key = self._keys(*(torch.as_tensor(np.asarray(a, np.int64)) for a in (watch_user, watch_item, watch_day)))
         self._watch_keys, order = torch.sort(key)
-        cols = {"user": watch_user, "item": watch_item, "day": watch_day}
-        self._watch_ents = np.stack([np.asarray(cols[s.name], np.int64)[order.numpy()] for s in self.sides]
-                                    ).astype(np.int32)
+        o = order.numpy()
+        self._watch_ents = self._entities(*(np.asarray(a, np.int64)[o] for a in (watch_user, watch_item, watch_day)))
         self.register_buffer("avg", torch.zeros(len(key), dtype=torch.float64))
         self._rows: _Rows | None = None
         self._sample = None  # per-side sums of the current sample, for forward
@@ -257,7 +278,8 @@ class BayesianFM(RatingModel):
         for _ in range(int(chains) - 1):
             c = BayesianFM(n_users, n_items, n_days, mu, nu_indptr, nu_items, watch_user, watch_item, watch_day,
                            n_factors, features, burn_in, init_std, alpha_0, beta_0, gamma_0, mu_0, reg_0, scan,
-                           likelihood=likelihood, cut_nu=cut_nu, rating_levels=rating_levels)
+                           likelihood=likelihood, cut_nu=cut_nu, rating_levels=rating_levels,
+                           user_day_keys=user_day_keys)
             c.sides = self.sides  # N(u), N(i) and their norms are read only: one copy, the chain's own freed now
             self.more.append(c)
 
@@ -282,8 +304,24 @@ class BayesianFM(RatingModel):
         """Nothing to zero: a user or item without ratings is drawn from its prior."""
 
     def _keys(self, user: torch.Tensor, item: torch.Tensor, day: torch.Tensor) -> torch.Tensor:
-        n_items, n_days = self.sides[1].n, max(int(self.w_day.numel()) if "day" in self.blocks else 0, 1)
-        return (user.long() * n_items + item.long()) * n_days + (day.long() if "day" in self.blocks else 0)
+        """The watched pairs' keys: (user, item), and the day where a side depends on it."""
+        timed = len(self.sides) == 3
+        n_items, n_days = self.sides[1].n, self.n_days if timed else 1
+        return (user.long() * n_items + item.long()) * n_days + (day.long() if timed else 0)
+
+    def _entities(self, user: np.ndarray, item: np.ndarray, day: np.ndarray) -> np.ndarray:
+        """Each side's entity of the pairs (sides × pairs, int32): the user, the item, and
+        the day or the index of the (user, day) among ``user_day_keys`` (a pair not among
+        them: the one entity without ratings)."""
+        cols = {"user": user, "item": item, "day": day}
+        if self._user_days is not None:
+            day = np.asarray(day, np.int64)
+            key = np.asarray(user, np.int64) * self.n_days + day
+            pos = np.searchsorted(self._user_days, key)
+            known = (pos < len(self._user_days)) & (day >= 0) & (day < self.n_days)  # (a later day is no key)
+            known[known] = self._user_days[pos[known]] == key[known]
+            cols["userday"] = np.where(known, pos, len(self._user_days))
+        return np.stack([np.asarray(cols[s.name]) for s in self.sides]).astype(np.int32)
 
     # -- the current sample ----------------------------------------------------------------
     def _side_sums(self) -> tuple[np.ndarray, np.ndarray]:
@@ -330,8 +368,7 @@ class BayesianFM(RatingModel):
     def _chain_forward(self, batch: Batch) -> torch.Tensor:
         if self._sample is None:
             self._sample = self._side_sums()
-        cols = {"user": batch.user, "item": batch.item, "day": batch.day}
-        ents = np.stack([cols[s.name].cpu().numpy() for s in self.sides]).astype(np.int32)
+        ents = self._entities(*(t.cpu().numpy() for t in (batch.user, batch.item, batch.day)))
         pred = torch.from_numpy(self._rating(self._predict(ents, self._sample)))
         if not self.training and int(self.n_kept) > 0 and len(self._watch_keys):
             key = self._keys(batch.user.cpu(), batch.item.cpu(), batch.day.cpu())
@@ -352,7 +389,7 @@ class BayesianFM(RatingModel):
 
     def _chain_sweep(self, batch: Batch) -> torch.Tensor:
         if self._rows is None or self._rows.key != (len(batch), batch.user.data_ptr(), batch.rating.data_ptr()):
-            self._rows = _Rows(batch, self.sides)
+            self._rows = _Rows(batch, self.sides, self._entities)
         R = self._rows
         rng = self._generator()
         sums = self._sample if self._sample is not None else self._side_sums()  # (kept from the last sweep's end)
@@ -489,6 +526,8 @@ class BayesianFM(RatingModel):
         first, scatter, chunks_draw, apply = K.FACTOR_MAJOR[len(self.sides) == 3]
         implicit = K.DRAWS[False, len(self.sides) == 3][1]
         PT = np.ascontiguousarray(P.transpose(0, 2, 1))  # one factor's column contiguous
+        if R.buf is None:
+            R.buf = [None] + [np.empty((K.CHUNKS, s.n, 5)) for s in self.sides[1:]]
         prev = R.none
         for f in range(self.k):
             for a, s in enumerate(self.sides):

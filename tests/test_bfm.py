@@ -254,8 +254,9 @@ def test_probe_predictions_are_the_running_average_of_the_kept_samples(likelihoo
     np.testing.assert_allclose(m(wb).double().numpy(), samples[-1], rtol=1e-6)
 
 
-@pytest.mark.parametrize("kw", [dict(scan="sides"), dict(scan="factors"), PROBIT],
-                         ids=["sides", "factors", "ordered_probit"])
+@pytest.mark.parametrize("kw", [dict(scan="sides"), dict(scan="factors"), PROBIT,
+                                dict(PROBIT, scan="factors", features="timesvdpp_userday_flipped")],
+                         ids=["sides", "factors", "ordered_probit", "userday_probit"])
 def test_a_chain_resumed_mid_way_equals_the_unbroken_chain(kw):
     p = problem(3)
     b = batch(p)

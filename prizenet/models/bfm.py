@@ -19,17 +19,18 @@ N(u) and N(i) come from every known pair (training, probe and qualifying), as th
 layer's N(u) always does; they are sets (a pair given twice counts once: the conditionals'
 algebra assumes it). ``mf`` is Bayesian biased MF; ``svdpp`` is SVD++'s model (a user is
 p_u + |N(u)|^-½ Σ y_j); ``timesvdpp_flipped`` was the best model on MovieLens-10M in
-Rendle et al. 2019. ``*_userday`` put the user's day in place of the day (a day
-side either way): its weight is timeSVD++'s day-specific user bias b_u,t and its factors
-play p_u,t's part (Koren 2009, "Collaborative filtering with temporal dynamics"), where the
-day block is one effect of the calendar day shared by every user; on ml1m-half it is the
-better time block (docs/benchmarks.md). The (user, day) pairs are those of every known
-pair (``user_day_keys`` from the data layer); any other pair's user-day is one extra entity
-without ratings, which keeps its prior draws. With ``scan="factors"`` a side's scatter
-buffers hold 64 chunks × 5 doubles per entity: 2.6 KB per user-day (30 MB on ml1m-half's
-11,667; a Netflix-sized set's user-days want ``scan="sides"``). All pairs of features interact, inside a
-block too (myFM's model): the pairs within a user's own features add a user constant, those
-across a rating's user, item and day are the factor model.
+Rendle et al. 2019. ``*_userday`` put the user's day in place of the day (a day side
+either way): its weight is timeSVD++'s day-specific user bias b_u,t and its factors play
+p_u,t's part (Koren 2009, "Collaborative filtering with temporal dynamics"), where the day
+block is one effect of the calendar day shared by every user; on ml1m-half it is the better
+time block (docs/benchmarks.md). The (user, day) pairs are those of every known pair
+(``user_day_keys`` from the data layer); any other pair's user-day (a day past the data
+too) is one extra entity without ratings, which keeps its prior draws. With
+``scan="factors"`` a side's scatter buffers hold 64 chunks × 5 doubles per entity: 2.6 KB
+per user-day (30 MB for ml1m-half's 11,667; a Netflix-sized set's user-days want
+``scan="sides"``). All pairs of features interact, inside a block too (myFM's model): the
+pairs within a user's own features add a user constant, those across a rating's user, item
+and day are the factor model.
 
 Priors, one group g per block (myFM's grouped hyper-priors): w0 ~ N(0, 1/reg_0);
 w_j ~ N(μ_g, 1/λ_g); v_jf ~ N(μ_gf, 1/λ_gf); μ ~ N(mu_0, 1/(gamma_0·λ)); λ, and the noise

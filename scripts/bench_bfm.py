@@ -60,7 +60,7 @@ def myfm_fit(data, rows, probe, features: str, rank: int, samples: int, seed: in
     import myfm
     import scipy.sparse as sps
 
-    time, use_nu, use_ni = FEATURES[features]
+    time_block, use_nu, use_ni = FEATURES[features]
     n_users, n_items = data.n_users, data.n_items
     nu_indptr, nu_items = data.nu_indptr, data.nu_items
     norm = lambda indptr: 1 / np.sqrt(np.maximum(np.diff(indptr), 1))  # noqa: E731
@@ -74,16 +74,18 @@ def myfm_fit(data, rows, probe, features: str, rank: int, samples: int, seed: in
         t = sps.csr_matrix((np.ones(len(nu_items)), nu_items, nu_indptr), shape=(n_users, n_items)).T.tocsr()
         t.data[:] = np.repeat(norm(t.indptr), np.diff(t.indptr))
         items = sps.hstack([items, t], format="csr")
-    keys = data.user_day_keys()  # userday: the one-hot (user, day) of every known pair
-    n_time = {None: 0, "day": data.n_days, "userday": len(keys)}[time]
-    groups = ([n_time] if time else []) + [n_users] + ([n_items] if use_nu else []) + [n_items] + (
+    keys = data.user_day_keys() if time_block == "userday" else None  # the one-hot (user, day) of every known pair
+    n_time = {None: 0, "day": data.n_days, "userday": len(keys) if keys is not None else 0}[time_block]
+    groups = ([n_time] if time_block else []) + [n_users] + ([n_items] if use_nu else []) + [n_items] + (
         [n_users] if use_ni else [])
 
     def inputs(r):
-        col = data.day[r] if time == "day" else np.searchsorted(keys, data.user[r].astype(np.int64) * data.n_days
-                                                                  + data.day[r])
-        X = sps.csr_matrix((np.ones(len(r)), col, np.arange(len(r) + 1)), shape=(len(r), n_time)) \
-            if time else sps.csr_matrix((len(r), 0))
+        if time_block is None:
+            X = sps.csr_matrix((len(r), 0))
+        else:
+            col = data.day[r] if time_block == "day" else \
+                np.searchsorted(keys, data.user[r].astype(np.int64) * data.n_days + data.day[r])
+            X = sps.csr_matrix((np.ones(len(r)), col, np.arange(len(r) + 1)), shape=(len(r), n_time))
         return X, [myfm.RelationBlock(data.user[r].astype(np.int64), users),
                    myfm.RelationBlock(data.item[r].astype(np.int64), items)]
 

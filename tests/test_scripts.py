@@ -66,8 +66,8 @@ def test_bench_bfm_runs_both_of_its_modes_tiny(tmp_path):
     from conftest import shared
 
     root = shared("prize/ml1m-half")
-    out = run("scripts/bench_bfm.py", "--root", root, "--sets", "mf:3,timesvdpp_flipped:3,timesvdpp_userday_flipped:3", "--rank",
-              "2", "--no-myfm", "--markdown")
+    out = run("scripts/bench_bfm.py", "--root", root, "--sets", "mf:3,timesvdpp_flipped:3,timesvdpp_userday_flipped:3",
+              "--rank", "2", "--no-myfm", "--markdown")
     assert out.returncode == 0, out.stderr[-3000:]
     report = json.loads(out.stdout[: out.stdout.index("\n|")])
     assert [r["features"] for r in report["runs"]] == ["mf", "timesvdpp_flipped", "timesvdpp_userday_flipped"]
@@ -82,6 +82,21 @@ def test_bench_bfm_runs_both_of_its_modes_tiny(tmp_path):
     sweeps = json.loads(out.stdout)["sweeps"]
     assert set(sweeps) == {"mf, rank 2", "timesvdpp_flipped, rank 2"}
     assert all(v["seconds"][0] > 0 for v in sweeps.values())
+
+
+@pytest.mark.skipif(importlib.util.find_spec("myfm") is None,
+                    reason="myFM is a benchmark-only dependency (pip install myfm); its side of bench_bfm is not run")
+def test_bench_bfm_builds_every_time_block_for_myfm_tiny():
+    from conftest import shared
+
+    root = shared("prize/ml1m-half")
+    out = run("scripts/bench_bfm.py", "--root", root, "--sets", "mf:6,timesvdpp_flipped:6,timesvdpp_userday_flipped:6",
+              "--rank", "2")
+    assert out.returncode == 0, out.stderr[-3000:]
+    runs = json.loads(out.stdout)["runs"]
+    assert [(r["features"], r["sampler"]) for r in runs] == [
+        (f, s) for f in ("mf", "timesvdpp_flipped", "timesvdpp_userday_flipped") for s in ("prizenet", "myFM")]
+    assert all(0.8 < r["probe_rmse"] < 1.2 for r in runs), runs
 
 
 def test_bench_knn_and_bench_defaults_run_tiny(tmp_path):

@@ -209,14 +209,14 @@ class BayesianFM(RatingModel):
                 raise ValueError(f"cut_nu must be positive, got {cut_nu}")
         self.likelihood, self.cut_nu = likelihood, float(cut_nu)
         self.scan = scan
-        time, use_nu, use_ni = FEATURES[features]
+        time_block, use_nu, use_ni = FEATURES[features]
         self.features, self.k, self.burn_in = features, int(n_factors), int(burn_in)
         self.alpha_0, self.beta_0, self.gamma_0, self.mu_0, self.reg_0 = map(float, (alpha_0, beta_0, gamma_0, mu_0,
                                                                                       reg_0))
         self.n_days = int(n_days)
         self._user_days = None  # userday: the sorted user * n_days + day keys; entity len(keys): any other pair
         n_time = n_days
-        if time == "userday":
+        if time_block == "userday":
             if user_day_keys is None:
                 raise ValueError(f"features={features!r} needs user_day_keys, the sorted user * n_days + day of "
                                  "every known (user, day) (the data layer gives them)")
@@ -224,7 +224,9 @@ class BayesianFM(RatingModel):
             if len(self._user_days) > 1 and not (np.diff(self._user_days) > 0).all():
                 raise ValueError("user_day_keys must be sorted and distinct (prizenet.data.PrizeData.user_day_keys)")
             n_time = len(self._user_days) + 1
-        self.sides = [_Side("user", n_users), _Side("item", n_items)] + ([_Side(time, n_time)] if time else [])
+        self.sides = [_Side("user", n_users), _Side("item", n_items)]
+        if time_block:
+            self.sides.append(_Side(time_block, n_time))
         if use_nu or use_ni:
             nu_indptr, nu_items = np.asarray(nu_indptr, np.int64), np.asarray(nu_items, np.int64)
             owner = np.repeat(np.arange(n_users), np.diff(nu_indptr))

@@ -75,7 +75,7 @@ def myfm_fit(data, rows, probe, features: str, rank: int, samples: int, seed: in
         t.data[:] = np.repeat(norm(t.indptr), np.diff(t.indptr))
         items = sps.hstack([items, t], format="csr")
     keys = data.user_day_keys() if time_block == "userday" else None  # the one-hot (user, day) of every known pair
-    n_time = {None: 0, "day": data.n_days, "userday": len(keys) if keys is not None else 0}[time_block]
+    n_time = data.n_days if keys is None else len(keys)  # the time block's width (where there is one)
     groups = ([n_time] if time_block else []) + [n_users] + ([n_items] if use_nu else []) + [n_items] + (
         [n_users] if use_ni else [])
 

@@ -89,8 +89,8 @@ def _draw(ent, c, s1, s2, ee, se, Pf, x, T, col, lam, mu, alpha, z, st, linear):
 
 @numba.njit(inline="always")
 def _feature_sums(ent, theta, st, linear):
-    """One entity's share of an implicit feature's Σh² and Σh·(e + θh) − θΣh²: x²·(C·a² +
-    2a·S1 + S2) and x·(a·E + SE), with a = P[e] − θ·x (1 for a linear weight)."""
+    """One entity's share of an implicit feature's Σh² and Σh·e over the entity's rows:
+    x²·(C·a² + 2a·S1 + S2) and x·(a·E + SE), with a = P[e] − θ·x (1 for a linear weight)."""
     x = st[ent, X]
     a = 1.0 if linear else st[ent, P] - theta * x
     return (x * x * (st[ent, C] * a * a + 2.0 * a * st[ent, S1] + st[ent, S2]),

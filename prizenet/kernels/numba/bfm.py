@@ -16,7 +16,10 @@ with e_r = y_r − ŷ_r. Per entity the sums need only C = |rows of e|, S1 = Σ 
 S2 = Σ s_r², E = Σ e_r and SE = Σ s_r·e_r (Rendle 2013's relational caches, myFM's
 ``RelationWiseCache``): Σ h² = x²·(C·a² + 2a·S1 + S2), Σ h·e = x·(a·E + SE). After a
 draw moves θ by d, e_r drops by d·h_r, so E drops by d·x·(a·C + S1) and SE by
-d·x·(a·S1 + S2).
+d·x·(a·S1 + S2). The caches keep E0 = E + C·DA + S1·P and SE0 = SE + S1·DA + S2·P in
+their place, with DA = Σ d·x·a the entity's moves of ŷ so far and P its current sum:
+E0 and SE0 do not move while a block's draws go on (E falls by C·Δ(DA) + S1·ΔP, SE by
+S1·Δ(DA) + S2·ΔP), so a draw writes only P and DA of each entity it touches.
 
 With the model's ``scan="sides"`` a side is drawn on its own view of the rows, sorted by
 its entity (``indptr``: an entity's rows are contiguous), with the other sides' entity of
@@ -48,7 +51,7 @@ import numba
 import numpy as np
 
 #: the column of each cache in an entity's row of ``st`` (one cache line an entity)
-C, S1, S2, E, SE, P, DA, X = range(8)
+C, S1, S2, E0, SE0, P, DA, X = range(8)
 #: the most rows of an entity whose s_r ``onehot`` buffers (k × rows doubles a thread: 16 MB
 #: at k = 32); a larger entity gathers s_r from the tables on each of its 2k passes
 CAP = 1 << 16
@@ -80,8 +83,9 @@ def _draw(ent, c, s1, s2, ee, se, Pf, x, T, col, lam, mu, alpha, z, st, linear):
     st[ent, C] = c
     st[ent, S1] = s1
     st[ent, S2] = s2
-    st[ent, E] = ee - d * (a * c + s1)
-    st[ent, SE] = se - d * (a * s1 + s2)
+    # E0 = E + C·DA + S1·P after the draw (E = ee − d·(a·c + s1), DA = d·a, P = p + d): ee + s1·p
+    st[ent, E0] = ee + s1 * p
+    st[ent, SE0] = se + s2 * p
     st[ent, P] = 0.0 if linear else p + d
     st[ent, DA] = d * a
     st[ent, X] = x[ent]
@@ -90,11 +94,14 @@ def _draw(ent, c, s1, s2, ee, se, Pf, x, T, col, lam, mu, alpha, z, st, linear):
 @numba.njit(inline="always")
 def _feature_sums(ent, theta, st, linear):
     """One entity's share of an implicit feature's Σh² and Σh·e over the entity's rows:
-    x²·(C·a² + 2a·S1 + S2) and x·(a·E + SE), with a = P[e] − θ·x (1 for a linear weight)."""
+    x²·(C·a² + 2a·S1 + S2) and x·(a·E + SE), with a = P[e] − θ·x (1 for a linear weight),
+    E = E0 − C·DA − S1·P and SE = SE0 − S1·DA − S2·P."""
     x = st[ent, X]
-    a = 1.0 if linear else st[ent, P] - theta * x
-    return (x * x * (st[ent, C] * a * a + 2.0 * a * st[ent, S1] + st[ent, S2]),
-            x * (a * st[ent, E] + st[ent, SE]))
+    p = st[ent, P]
+    a = 1.0 if linear else p - theta * x
+    c, s1, s2, da = st[ent, C], st[ent, S1], st[ent, S2], st[ent, DA]
+    return (x * x * (c * a * a + 2.0 * a * s1 + s2),
+            x * (a * (st[ent, E0] - c * da - s1 * p) + st[ent, SE0] - s1 * da - s2 * p))
 
 
 @numba.njit(inline="always")
@@ -138,16 +145,15 @@ def _implicit(tindptr, tents, T, col, lam, mu, alpha, z, st, linear):
         new = (lam * mu + alpha * (lin + theta * sq)) / prec + z[j] / np.sqrt(prec)
         d = new - theta
         T[j, col] = new
-        for kk in range(lo, hi):
+        for kk in range(lo, hi):  # (E0 and SE0 stay: only DA and P move)
             ent = tents[kk]
-            x = st[ent, X]
-            a = 1.0 if linear else st[ent, P] - theta * x
-            dx = d * x
-            st[ent, E] -= dx * (a * st[ent, C] + st[ent, S1])
-            st[ent, SE] -= dx * (a * st[ent, S1] + st[ent, S2])
-            st[ent, DA] += dx * a
-            if not linear:
-                st[ent, P] += dx
+            dx = d * st[ent, X]
+            if linear:
+                st[ent, DA] += dx
+            else:
+                p = st[ent, P]
+                st[ent, DA] += dx * (p - theta * st[ent, X])
+                st[ent, P] = p + dx
 
 
 @numba.njit(inline="always")

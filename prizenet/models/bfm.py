@@ -502,22 +502,22 @@ class BayesianFM(RatingModel):
                      rng.standard_normal(len(s.tindptr) - 1), st)
             apply(V.indptr, ev, (st[:, K.DA].copy(), none, *col(0)), (ents[0], cols[0][0], ents[1], cols[1][0]))
         else:  # factor after factor, each factor's row pass beside the last one's implicit draws
+            tabs = tuple(P[b, :self.sides[b].n] for b in (o[0], o[-1]))  # (entities × k): the row pass's P
             acc, acc_next = np.empty((s.n, 8)), np.empty((s.n, 8))
-            sums(R.blocks(a, numba.get_num_threads()), V.indptr, ev, ents, (none, none, *col(0)), col(0), col(0),
-                 acc)
+            sums(R.blocks(a, numba.get_num_threads()), V.indptr, ev, ents, none, none, tabs, (0, 0, 0), acc)
             blocks = R.blocks(a, max(numba.get_num_threads() - 1, 1))  # step's tasks 1.. (0: the draws)
-            pending, empty = (none, none, *col(0)), (none[:0], none[:0])
+            dA, dB = none, none
             for f in range(k):
                 st = np.empty((s.n, 8))
                 before = PT[f].copy()
-                step(blocks, V.indptr, ev, ents, pending, col(f), col(f + 1) if f + 1 < k else empty, acc_next,
-                     acc, before, s.norm, table, f, float(lam[f]), float(mu[f]), alpha, rng.standard_normal(s.n),
-                     st, s.tindptr, s.tents, imp, float(ilam[f]), float(imu[f]),
+                step(blocks, V.indptr, ev, ents, dA, dB, tabs, (max(f - 1, 0), f, min(f + 1, k - 1)), f + 1 < k,
+                     acc_next, acc, before, s.norm, table, f, float(lam[f]), float(mu[f]), alpha,
+                     rng.standard_normal(s.n), st, s.tindptr, s.tents, imp, float(ilam[f]), float(imu[f]),
                      rng.standard_normal(len(s.tindptr) - 1))
                 PT[f, :s.n] = st[:, K.P]
-                pending = (st[:, K.DA].copy(), PT[f, :s.n] - before[:s.n], *col(f))
+                dA, dB = st[:, K.DA].copy(), PT[f, :s.n] - before[:s.n]
                 acc, acc_next = acc_next, acc
-            apply(V.indptr, ev, pending, (ents[0], cols[0][k - 1], ents[1], cols[1][k - 1]))
+            apply(V.indptr, ev, (dA, dB, *col(k - 1)), (ents[0], cols[0][k - 1], ents[1], cols[1][k - 1]))
         P[a] = PT.T
         if V.perm is not None:
             K.put(ev, V.perm, e)

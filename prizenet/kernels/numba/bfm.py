@@ -157,23 +157,26 @@ def _implicit(tindptr, tents, T, col, lam, mu, alpha, z, st, linear):
 
 
 @numba.njit(inline="always")
-def _sums(lo, hi, indptr, e, ents, pending, prev, cur, acc, nxt, two):
+def _sums(lo, hi, indptr, e, ents, dA, dB, tabs, fs, acc, nxt, two):
     """The row pass of factor g for entities lo..hi-1, on the rows as they are before
-    factor g−1's implicit draws: each row first takes factor g−2's pending draws
-    (``pending`` = (dA, dB, the other sides' P columns at g−2)); then, with s_r at g−1
-    (``prev``) and at g (``cur``), acc[e] = (C, Σe_r, Σs_r, Σs_r², Σs_r·e_r, Σs'_r,
-    Σs'_r·s_r), s' at g−1: what ``step`` needs to correct the sums for g−1's draws once
-    they are known. ``nxt`` false: the rows only take the pending draws."""
+    factor g−1's implicit draws: each row first takes factor g−2's pending draws (dA, dB,
+    with the other sides' P at g−2); then, with s_r at g−1 and at g, acc[e] = (C, Σe_r,
+    Σs_r, Σs_r², Σs_r·e_r, Σs'_r, Σs'_r·s_r), s' at g−1: what ``step`` needs to correct the
+    sums for g−1's draws once they are known. ``tabs``: each other side's P (entities × k),
+    read at the factors ``fs`` = (g−2, g−1, g), side by side in an entity's row: a row reads
+    one cache line of each other entity, not three columns. ``nxt`` false: the rows only
+    take the pending draws."""
     e1, e2 = ents
-    dA, dB, p1, p2 = pending
-    q1, q2 = prev
-    c1, c2 = cur
+    t1, t2 = tabs
+    f0, f1, f2 = fs
     for ent in range(lo, hi):
         da = dA[ent]
         db = dB[ent]
         if not nxt:
             for r in range(indptr[ent], indptr[ent + 1]):
-                e[r] -= da + db * _other(r, e1, p1, e2, p2, two)
+                i1 = e1[r]
+                i2 = e2[r]
+                e[r] -= da + db * (t1[i1, f0] + t2[i2, f0] if two else t1[i1, f0])
             continue
         ee = 0.0
         s1 = 0.0
@@ -182,10 +185,18 @@ def _sums(lo, hi, indptr, e, ents, pending, prev, cur, acc, nxt, two):
         s1p = 0.0
         xx = 0.0
         for r in range(indptr[ent], indptr[ent + 1]):
-            er = e[r] - (da + db * _other(r, e1, p1, e2, p2, two))
+            i1 = e1[r]
+            i2 = e2[r]
+            if two:
+                sp = t1[i1, f0] + t2[i2, f0]
+                sq = t1[i1, f1] + t2[i2, f1]
+                sc = t1[i1, f2] + t2[i2, f2]
+            else:
+                sp = t1[i1, f0]
+                sq = t1[i1, f1]
+                sc = t1[i1, f2]
+            er = e[r] - (da + db * sp)
             e[r] = er
-            sq = _other(r, e1, q1, e2, q2, two)
-            sc = _other(r, e1, c1, e2, c2, two)
             ee += er
             s1 += sc
             s2 += sc * sc
@@ -308,27 +319,25 @@ def _draws(linear: bool, two: bool):
                     e[lo + r] = ev[r]
 
     @numba.njit(parallel=True, fastmath=True, nogil=True, cache=True)
-    def sums(blocks, indptr, e, ents, pending, prev, cur, acc):
+    def sums(blocks, indptr, e, ents, dA, dB, tabs, fs, acc):
         """``_sums`` of the first factor, the entities cut into ``blocks`` (in parallel)."""
         for t in numba.prange(len(blocks) - 1):
-            _sums(blocks[t], blocks[t + 1], indptr, e, ents, pending, prev, cur, acc, True, two)
+            _sums(blocks[t], blocks[t + 1], indptr, e, ents, dA, dB, tabs, fs, acc, True, two)
 
     @numba.njit(parallel=True, fastmath=True, nogil=True, cache=True)
-    def step(blocks, indptr, e, ents, pending, cur, nxt, acc_next, acc, Pf, x, T, col, lam, mu, alpha, z, st, tindptr,
-             tents, imp, ilam, imu, zi):
+    def step(blocks, indptr, e, ents, dA, dB, tabs, fs, nxt, acc_next, acc, Pf, x, T, col, lam, mu, alpha, z, st,
+             tindptr, tents, imp, ilam, imu, zi):
         """Factor f of a side with an implicit block, on all cores at once: task 0 draws
         the one-hot column f from ``acc`` (``_sums`` of f, taken before f−1's implicit
-        draws, corrected here for them: ``pending`` = f−1's dA, dB; ŷ_r rose by
-        dA + dB·s'_r) and then the implicit block's column f, one feature after another;
-        meanwhile the other tasks run ``_sums`` of f+1 into ``acc_next`` over the blocks
-        of entities ``blocks[t-1]:blocks[t]``, their rows taking f−1's pending draws
-        (``pending`` holds the columns they were taken with; ``cur`` are f's, ``nxt``
-        f+1's, empty after the last factor: then the rows only take the pending draws).
-        The tasks share nothing they write. The serial implicit chain is the sweep's
-        critical path; this keeps the row passes off it."""
+        draws, corrected here for them: dA, dB are f−1's; ŷ_r rose by dA + dB·s'_r) and
+        then the implicit block's column f, one feature after another; meanwhile the other
+        tasks run ``_sums`` of f+1 into ``acc_next`` over the blocks of entities
+        ``blocks[t-1]:blocks[t]``, their rows taking f−1's pending draws (``tabs``: the
+        other sides' P at f−1, f and f+1; ``nxt`` false after the last factor: then the
+        rows only take the pending draws). The tasks share nothing they write. The serial
+        implicit chain is the sweep's critical path; this keeps the row passes off it."""
         for t in numba.prange(len(blocks)):
             if t == 0:
-                dA, dB = pending[0], pending[1]
                 for ent in range(len(indptr) - 1):
                     c = acc[ent, 0]
                     da = dA[ent]
@@ -338,7 +347,7 @@ def _draws(linear: bool, two: bool):
                     _draw(ent, c, acc[ent, 2], acc[ent, 3], ee, se, Pf, x, T, col, lam, mu, alpha, z, st, False)
                 _implicit(tindptr, tents, imp, col, ilam, imu, alpha, zi, st, False)
             else:
-                _sums(blocks[t - 1], blocks[t], indptr, e, ents, pending, cur, nxt, acc_next, len(nxt[0]) > 0, two)
+                _sums(blocks[t - 1], blocks[t], indptr, e, ents, dA, dB, tabs, fs, acc_next, nxt, two)
 
     return grouped, implicit, apply, onehot, sums, step
 

@@ -468,8 +468,8 @@ class BayesianFM(RatingModel):
             o = [b for b in range(len(self.sides)) if b != a]
             table, mu, lam = self._block(s.name, linear)
             # every factor of an entity at once; one other side: the same one twice (the kernel reads it once)
-            onehot(V.indptr, V.perm if V.perm is not None else R.no_perm, e,
-                   (V.others[0], P[o[0]], V.others[-1], P[o[-1]]), table, lam, mu, alpha,
+            onehot(R.blocks(a, 4 * numba.get_num_threads()), V.indptr, V.perm if V.perm is not None else R.no_perm,
+                   e, (V.others[0], P[o[0]], V.others[-1], P[o[-1]]), table, lam, mu, alpha,
                    rng.standard_normal((s.n, k)), K.CAP)
             if not linear:
                 P[a, :s.n] = table

@@ -64,9 +64,16 @@ def _other(r, e1, c1, e2, c2, two):
 
 
 @numba.njit(inline="always")
+def _at(P1, i1, P2, i2, f, two):
+    """``_other`` from the other sides' (entities × k) tables, at factor f, for a row whose
+    other entities are i1 and i2."""
+    return P1[i1, f] + P2[i2, f] if two else P1[i1, f]
+
+
+@numba.njit(inline="always")
 def _other_f(r, e1, P1, e2, P2, f, two):
-    """``_other`` from the other sides' (entities × k) tables, at factor f."""
-    return P1[e1[r], f] + P2[e2[r], f] if two else P1[e1[r], f]
+    """``_at`` for row r."""
+    return _at(P1, e1[r], P2, e2[r], f, two)
 
 
 @numba.njit(inline="always")
@@ -174,9 +181,7 @@ def _sums(lo, hi, indptr, e, ents, dA, dB, tabs, fs, acc, nxt, two):
         db = dB[ent]
         if not nxt:
             for r in range(indptr[ent], indptr[ent + 1]):
-                i1 = e1[r]
-                i2 = e2[r]
-                e[r] -= da + db * (t1[i1, f0] + t2[i2, f0] if two else t1[i1, f0])
+                e[r] -= da + db * _at(t1, e1[r], t2, e2[r], f0, two)
             continue
         ee = 0.0
         s1 = 0.0
@@ -185,17 +190,11 @@ def _sums(lo, hi, indptr, e, ents, dA, dB, tabs, fs, acc, nxt, two):
         s1p = 0.0
         xx = 0.0
         for r in range(indptr[ent], indptr[ent + 1]):
-            i1 = e1[r]
+            i1 = e1[r]  # (once: the stores to e might alias them for the compiler)
             i2 = e2[r]
-            if two:
-                sp = t1[i1, f0] + t2[i2, f0]
-                sq = t1[i1, f1] + t2[i2, f1]
-                sc = t1[i1, f2] + t2[i2, f2]
-            else:
-                sp = t1[i1, f0]
-                sq = t1[i1, f1]
-                sc = t1[i1, f2]
-            er = e[r] - (da + db * sp)
+            sq = _at(t1, i1, t2, i2, f1, two)
+            sc = _at(t1, i1, t2, i2, f2, two)
+            er = e[r] - (da + db * _at(t1, i1, t2, i2, f0, two))
             e[r] = er
             ee += er
             s1 += sc
@@ -254,69 +253,72 @@ def _draws(linear: bool, two: bool):
                 e[r] -= da + (0.0 if linear else db * _other(r, e1, pc1, e2, pc2, two))
 
     @numba.njit(parallel=True, fastmath=True, nogil=True, cache=True)
-    def onehot(indptr, perm, e, others, T, lam, mu, alpha, z, cap):
+    def onehot(blocks, indptr, perm, e, others, T, lam, mu, alpha, z, cap):
         """A side without an implicit block: each entity draws its one-hot feature's k
         factors in turn (its linear weight when ``linear``: k = 1, T = w[:, None]), its
         rows taking each draw at once. The view's row r is row ``perm[r]`` of ``e`` (empty
         ``perm``: the stored order). ``others`` hold the other sides' P as (entities × k)
         tables; an entity of at most ``cap`` rows first copies its rows' s_r of every
         factor into a (k × rows) buffer, so the k passes read contiguous memory; z is
-        (entities × k)."""
+        (entities × k). The entities are taken in ``blocks`` of about equal rows (a day
+        side's rows crowd into its first days: split by entities, one thread would get
+        most of them)."""
         e1, P1, e2, P2 = others
         k = T.shape[1]
         has_perm = len(perm) > 0
-        for ent in numba.prange(len(indptr) - 1):
-            lo, hi = indptr[ent], indptr[ent + 1]
-            m = hi - lo
-            ev = np.empty(m)
-            for r in range(m):
-                ev[r] = e[perm[lo + r]] if has_perm else e[lo + r]
-            buffered = not linear and m <= cap
-            S = np.empty((k if buffered else 0, m))
-            if buffered:
+        for t in numba.prange(len(blocks) - 1):
+            for ent in range(blocks[t], blocks[t + 1]):
+                lo, hi = indptr[ent], indptr[ent + 1]
+                m = hi - lo
+                ev = np.empty(m)
                 for r in range(m):
-                    for f in range(k):
-                        S[f, r] = _other_f(lo + r, e1, P1, e2, P2, f, two)
-            for f in range(k):
-                s2 = 0.0
-                ee = 0.0
-                se = 0.0
-                if linear:
+                    ev[r] = e[perm[lo + r]] if has_perm else e[lo + r]
+                buffered = not linear and m <= cap
+                S = np.empty((k if buffered else 0, m))
+                if buffered:
                     for r in range(m):
-                        ee += ev[r]
-                elif buffered:
-                    Sf = S[f]
-                    for r in range(m):
-                        sr = Sf[r]
-                        s2 += sr * sr
-                        se += sr * ev[r]
-                else:
-                    for r in range(m):
-                        sr = _other_f(lo + r, e1, P1, e2, P2, f, two)
-                        s2 += sr * sr
-                        se += sr * ev[r]
-                theta = T[ent, f]
-                # a linear weight has h_r = 1; a lone one-hot factor h_r = s_r (a = P − θ = 0)
-                sq = np.float64(m) if linear else s2
-                prec = lam[f] + alpha * sq
-                d = (lam[f] * mu[f] + alpha * ((ee if linear else se) + theta * sq)) / prec \
-                    + z[ent, f] / np.sqrt(prec) - theta
-                T[ent, f] = theta + d
-                if linear:
-                    for r in range(m):
-                        ev[r] -= d
-                elif buffered:
-                    Sf = S[f]
-                    for r in range(m):
-                        ev[r] -= d * Sf[r]
-                else:
-                    for r in range(m):
-                        ev[r] -= d * _other_f(lo + r, e1, P1, e2, P2, f, two)
-            for r in range(m):
-                if has_perm:
-                    e[perm[lo + r]] = ev[r]
-                else:
-                    e[lo + r] = ev[r]
+                        for f in range(k):
+                            S[f, r] = _other_f(lo + r, e1, P1, e2, P2, f, two)
+                for f in range(k):
+                    s2 = 0.0
+                    ee = 0.0
+                    se = 0.0
+                    if linear:
+                        for r in range(m):
+                            ee += ev[r]
+                    elif buffered:
+                        Sf = S[f]
+                        for r in range(m):
+                            sr = Sf[r]
+                            s2 += sr * sr
+                            se += sr * ev[r]
+                    else:
+                        for r in range(m):
+                            sr = _other_f(lo + r, e1, P1, e2, P2, f, two)
+                            s2 += sr * sr
+                            se += sr * ev[r]
+                    theta = T[ent, f]
+                    # a linear weight has h_r = 1; a lone one-hot factor h_r = s_r (a = P − θ = 0)
+                    sq = np.float64(m) if linear else s2
+                    prec = lam[f] + alpha * sq
+                    d = (lam[f] * mu[f] + alpha * ((ee if linear else se) + theta * sq)) / prec \
+                        + z[ent, f] / np.sqrt(prec) - theta
+                    T[ent, f] = theta + d
+                    if linear:
+                        for r in range(m):
+                            ev[r] -= d
+                    elif buffered:
+                        Sf = S[f]
+                        for r in range(m):
+                            ev[r] -= d * Sf[r]
+                    else:
+                        for r in range(m):
+                            ev[r] -= d * _other_f(lo + r, e1, P1, e2, P2, f, two)
+                for r in range(m):
+                    if has_perm:
+                        e[perm[lo + r]] = ev[r]
+                    else:
+                        e[lo + r] = ev[r]
 
     @numba.njit(parallel=True, fastmath=True, nogil=True, cache=True)
     def sums(blocks, indptr, e, ents, dA, dB, tabs, fs, acc):

@@ -496,19 +496,18 @@ class BayesianFM(RatingModel):
         none = np.zeros(s.n)
         col = lambda f: (cols[0][f], cols[1][f])  # noqa: E731
         if linear:
-            st = np.empty((s.n, 8))  # the entities' caches (prizenet.kernels.numba.bfm)
+            st = K.caches(s.n)  # the entities' caches (prizenet.kernels.numba.bfm)
             grouped(V.indptr, ev, s.norm, table, float(lam[0]), float(mu[0]), alpha, rng.standard_normal(s.n), st)
             implicit(s.tindptr, s.tents, imp, 0, float(ilam[0]), float(imu[0]), alpha,
                      rng.standard_normal(len(s.tindptr) - 1), st)
             apply(V.indptr, ev, (st[:, K.DA].copy(), none, *col(0)), (ents[0], cols[0][0], ents[1], cols[1][0]))
         else:  # factor after factor, each factor's row pass beside the last one's implicit draws
             tabs = tuple(P[b, :self.sides[b].n] for b in (o[0], o[-1]))  # (entities × k): the row pass's P
-            acc, acc_next = np.empty((s.n, 8)), np.empty((s.n, 8))
+            acc, acc_next, st = K.caches(s.n), K.caches(s.n), K.caches(s.n)  # (st: the entities' caches)
             sums(R.blocks(a, numba.get_num_threads()), V.indptr, ev, ents, none, none, tabs, (0, 0, 0), acc)
             blocks = R.blocks(a, max(numba.get_num_threads() - 1, 1))  # step's tasks 1.. (0: the draws)
             dA, dB = none, none
             for f in range(k):
-                st = np.empty((s.n, 8))
                 before = PT[f].copy()
                 step(blocks, V.indptr, ev, ents, dA, dB, tabs, (max(f - 1, 0), f, min(f + 1, k - 1)), f + 1 < k,
                      acc_next, acc, before, s.norm, table, f, float(lam[f]), float(mu[f]), alpha,
@@ -534,7 +533,7 @@ class BayesianFM(RatingModel):
         prev = R.none
         for f in range(self.k):
             for a, s in enumerate(self.sides):
-                st = np.empty((s.n, 8))  # the entities' caches (prizenet.kernels.numba.bfm)
+                st = K.caches(s.n)  # the entities' caches (prizenet.kernels.numba.bfm)
                 other = [(R.ents[b], PT[b, f]) for b in range(len(self.sides)) if b != a]
                 others = (*other[0], *other[-1])  # one other side: the same one twice (the kernels read it once)
                 before = PT[a, f].copy()

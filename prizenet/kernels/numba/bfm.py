@@ -52,6 +52,17 @@ import numpy as np
 
 #: the column of each cache in an entity's row of ``st`` (one cache line an entity)
 C, S1, S2, E0, SE0, P, DA, X = range(8)
+
+
+def caches(n: int) -> np.ndarray:
+    """An (n × 8) float64 table whose rows are whole cache lines (64-byte aligned), for the
+    entities' caches ``st`` and the row passes' sums: numpy aligns to 16 bytes, so its own
+    (n × 8) rows would each straddle two lines (two loads where the chain reads one entity)."""
+    buf = np.empty(8 * n + 8)
+    start = (-buf.ctypes.data % 64) // 8
+    return buf[start:start + 8 * n].reshape(n, 8)
+
+
 #: the most rows of an entity whose s_r ``onehot`` buffers (k × rows doubles a thread: 16 MB
 #: at k = 32); a larger entity gathers s_r from the tables on each of its 2k passes
 CAP = 1 << 16

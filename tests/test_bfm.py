@@ -453,6 +453,26 @@ def test_a_chain_does_not_depend_on_the_thread_count(scan):
         assert torch.equal(v, states[1][k]), k
 
 
+@pytest.mark.parametrize("features", ["svdpp", "timesvdpp_flipped"])
+def test_the_row_pass_reads_the_other_sides_from_a_table_or_from_columns_alike(features, monkeypatch):
+    """A side with an implicit block reads the other sides' P at f−1, f, f+1 from an
+    (entities × 4) table, or for a side of more than TABLE_ROWS entities from three
+    columns: the same values, so the same chain bit for bit (tested sides are small:
+    TABLE_ROWS = 0 sends them all through the columns)."""
+    import prizenet.models.bfm as bfm
+
+    p = problem(5)
+    b = batch(p)
+    states = []
+    for rows in (bfm.TABLE_ROWS, 0):
+        monkeypatch.setattr(bfm, "TABLE_ROWS", rows)
+        m = make(p, seed=0, features=features)
+        run(m, b, 3)
+        states.append(m.state_dict())
+    for k, v in states[0].items():
+        assert torch.equal(v, states[1][k]), k
+
+
 def test_repeated_pairs_in_n_u_count_once():
     """N(u) is a set: a pair given twice (or out of order) is the same feature, once."""
     p = problem(6)

@@ -110,6 +110,10 @@ from ..kernels.numba import bfm as K
 from . import oprobit
 from .base import RatingModel
 
+#: the most entities of a side whose P the row passes read from an (entities × 4) table
+#: (1 MB: it stays in L2); a larger side's from three columns (``_implicit_side``)
+TABLE_ROWS = 1 << 15
+
 #: feature set -> (time block: None, "day" or "userday"; N(u) block; N(i) block)
 FEATURES = {
     "mf": (None, False, False),
@@ -502,17 +506,33 @@ class BayesianFM(RatingModel):
                      rng.standard_normal(len(s.tindptr) - 1), st)
             apply(V.indptr, ev, (st[:, K.DA].copy(), none, *col(0)), (ents[0], cols[0][0], ents[1], cols[1][0]))
         else:  # factor after factor, each factor's row pass beside the last one's implicit draws
-            tabs = tuple(P[b, :self.sides[b].n] for b in (o[0], o[-1]))  # (entities × k): the row pass's P
+            # the row pass's P of each other side at f−1, f and f+1 (``_sums``): for a side of up
+            # to TABLE_ROWS entities the three side by side, one 32-byte row an entity; a larger
+            # side's (a Netflix-sized user side) as three columns, read through an (entities × 3)
+            # transposed view: its entities come in ascending runs (an item's rows are sorted by
+            # user), where a line of a column holds 8 of them and a line of the table 2
+            bufs = [K.caches(self.sides[b].n, 4) if self.sides[b].n <= TABLE_ROWS else np.empty((3, self.sides[b].n))
+                    for b in (o[0], o[-1])]
+            tabs = tuple(t if t.shape[1] == 4 else t.T for t in bufs)
+
+            def fill(*fs):
+                for t, c in zip(bufs, cols):
+                    for j, f in enumerate(fs):
+                        if t.shape[1] == 4:
+                            t[:, j] = c[f, :len(t)]
+                        else:
+                            t[j] = c[f, :t.shape[1]]
+                return tabs
             acc, acc_next, st = K.caches(s.n), K.caches(s.n), K.caches(s.n)  # (st: the entities' caches)
-            sums(R.blocks(a, numba.get_num_threads()), V.indptr, ev, ents, none, none, tabs, (0, 0, 0), acc)
+            sums(R.blocks(a, numba.get_num_threads()), V.indptr, ev, ents, none, none, fill(0, 0, 0), (0, 1, 2), acc)
             blocks = R.blocks(a, max(numba.get_num_threads() - 1, 1))  # step's tasks 1.. (0: the draws)
             dA, dB = none, none
             for f in range(k):
                 before = PT[f].copy()
-                step(blocks, V.indptr, ev, ents, dA, dB, tabs, (max(f - 1, 0), f, min(f + 1, k - 1)), f + 1 < k,
-                     acc_next, acc, before, s.norm, table, f, float(lam[f]), float(mu[f]), alpha,
-                     rng.standard_normal(s.n), st, s.tindptr, s.tents, imp, float(ilam[f]), float(imu[f]),
-                     rng.standard_normal(len(s.tindptr) - 1))
+                three = fill(max(f - 1, 0), f, min(f + 1, k - 1))
+                step(blocks, V.indptr, ev, ents, dA, dB, three, (0, 1, 2), f + 1 < k, acc_next, acc, before, s.norm,
+                     table, f, float(lam[f]), float(mu[f]), alpha, rng.standard_normal(s.n), st, s.tindptr, s.tents,
+                     imp, float(ilam[f]), float(imu[f]), rng.standard_normal(len(s.tindptr) - 1))
                 PT[f, :s.n] = st[:, K.P]
                 dA, dB = st[:, K.DA].copy(), PT[f, :s.n] - before[:s.n]
                 acc, acc_next = acc_next, acc

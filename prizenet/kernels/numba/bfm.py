@@ -54,13 +54,14 @@ import numpy as np
 C, S1, S2, E0, SE0, P, DA, X = range(8)
 
 
-def caches(n: int) -> np.ndarray:
-    """An (n × 8) float64 table whose rows are whole cache lines (64-byte aligned), for the
-    entities' caches ``st`` and the row passes' sums: numpy aligns to 16 bytes, so its own
-    (n × 8) rows would each straddle two lines (two loads where the chain reads one entity)."""
-    buf = np.empty(8 * n + 8)
+def caches(n: int, width: int = 8) -> np.ndarray:
+    """An (n × width) float64 table, 64-byte aligned, so that a row of 8 (or 4) doubles lies
+    in one cache line (two rows of 4 to a line), for the entities' caches ``st``, the row
+    passes' sums and their tables of P: numpy aligns to 16 bytes, so its own (n × 8) rows
+    would each straddle two lines (two loads where the chain reads one entity)."""
+    buf = np.empty(width * n + 8)
     start = (-buf.ctypes.data % 64) // 8
-    return buf[start:start + 8 * n].reshape(n, 8)
+    return buf[start:start + width * n].reshape(n, width)
 
 
 #: the most rows of an entity whose s_r ``onehot`` buffers (k × rows doubles a thread: 16 MB
@@ -180,10 +181,10 @@ def _sums(lo, hi, indptr, e, ents, dA, dB, tabs, fs, acc, nxt, two):
     factor g−1's implicit draws: each row first takes factor g−2's pending draws (dA, dB,
     with the other sides' P at g−2); then, with s_r at g−1 and at g, acc[e] = (C, Σe_r,
     Σs_r, Σs_r², Σs_r·e_r, Σs'_r, Σs'_r·s_r), s' at g−1: what ``step`` needs to correct the
-    sums for g−1's draws once they are known. ``tabs``: each other side's P (entities × k),
-    read at the factors ``fs`` = (g−2, g−1, g), side by side in an entity's row: a row reads
-    one cache line of each other entity, not three columns. ``nxt`` false: the rows only
-    take the pending draws."""
+    sums for g−1's draws once they are known. ``tabs``: each other side's P with g−2, g−1
+    and g at the columns ``fs`` of an entity's row (the model passes (entities × 4) copies of
+    the three): a row reads one cache line of each other entity, not three columns. ``nxt``
+    false: the rows only take the pending draws."""
     e1, e2 = ents
     t1, t2 = tabs
     f0, f1, f2 = fs

@@ -511,17 +511,13 @@ class BayesianFM(RatingModel):
             # side's (a Netflix-sized user side) as three columns, read through an (entities × 3)
             # transposed view: its entities come in ascending runs (an item's rows are sorted by
             # user), where a line of a column holds 8 of them and a line of the table 2
-            bufs = [K.caches(self.sides[b].n, 4) if self.sides[b].n <= TABLE_ROWS else np.empty((3, self.sides[b].n))
-                    for b in (o[0], o[-1])]
-            tabs = tuple(t if t.shape[1] == 4 else t.T for t in bufs)
+            sizes = [self.sides[b].n for b in (o[0], o[-1])]
+            tabs = tuple(K.caches(n, 4) if n <= TABLE_ROWS else np.empty((3, n)).T for n in sizes)
 
             def fill(*fs):
-                for t, c in zip(bufs, cols):
+                for t, c, n in zip(tabs, cols, sizes):
                     for j, f in enumerate(fs):
-                        if t.shape[1] == 4:
-                            t[:, j] = c[f, :len(t)]
-                        else:
-                            t[j] = c[f, :t.shape[1]]
+                        t[:, j] = c[f, :n]
                 return tabs
             acc, acc_next, st = K.caches(s.n), K.caches(s.n), K.caches(s.n)  # (st: the entities' caches)
             sums(R.blocks(a, numba.get_num_threads()), V.indptr, ev, ents, none, none, fill(0, 0, 0), (0, 1, 2), acc)

@@ -511,22 +511,23 @@ class BayesianFM(RatingModel):
             # side's (a Netflix-sized user side) as three columns, read through an (entities × 3)
             # transposed view: its entities come in ascending runs (an item's rows are sorted by
             # user), where a line of a column holds 8 of them and a line of the table 2
-            sizes = [self.sides[b].n for b in (o[0], o[-1])]
-            tabs = tuple(K.caches(n, 4) if n <= TABLE_ROWS else np.empty((3, n)).T for n in sizes)
+            sizes = [self.sides[b].n for b in o]
+            own = [K.caches(n, 4) if n <= TABLE_ROWS else np.empty((3, n)).T for n in sizes]
+            tabs = (own[0], own[-1])  # one other side: the same table twice (the kernels read it once)
 
             def fill(*fs):
-                for t, c, n in zip(tabs, cols, sizes):
+                for t, c, n in zip(own, cols, sizes):
                     for j, f in enumerate(fs):
                         t[:, j] = c[f, :n]
                 return tabs
             acc, acc_next, st = K.caches(s.n), K.caches(s.n), K.caches(s.n)  # (st: the entities' caches)
-            sums(R.blocks(a, numba.get_num_threads()), V.indptr, ev, ents, none, none, fill(0, 0, 0), (0, 1, 2), acc)
+            sums(R.blocks(a, numba.get_num_threads()), V.indptr, ev, ents, none, none, fill(0, 0, 0), acc)
             blocks = R.blocks(a, max(numba.get_num_threads() - 1, 1))  # step's tasks 1.. (0: the draws)
             dA, dB = none, none
             for f in range(k):
                 before = PT[f].copy()
                 three = fill(max(f - 1, 0), f, min(f + 1, k - 1))
-                step(blocks, V.indptr, ev, ents, dA, dB, three, (0, 1, 2), f + 1 < k, acc_next, acc, before, s.norm,
+                step(blocks, V.indptr, ev, ents, dA, dB, three, f + 1 < k, acc_next, acc, before, s.norm,
                      table, f, float(lam[f]), float(mu[f]), alpha, rng.standard_normal(s.n), st, s.tindptr, s.tents,
                      imp, float(ilam[f]), float(imu[f]), rng.standard_normal(len(s.tindptr) - 1))
                 PT[f, :s.n] = st[:, K.P]

@@ -177,24 +177,24 @@ def _implicit(tindptr, tents, T, col, lam, mu, alpha, z, st, linear):
 
 
 @numba.njit(inline="always")
-def _sums(lo, hi, indptr, e, ents, dA, dB, tabs, fs, acc, nxt, two):
+def _sums(lo, hi, indptr, e, ents, dA, dB, tabs, acc, nxt, two):
     """The row pass of factor g for entities lo..hi-1, on the rows as they are before
     factor g−1's implicit draws: each row first takes factor g−2's pending draws (dA, dB,
     with the other sides' P at g−2); then, with s_r at g−1 and at g, acc[e] = (C, Σe_r,
     Σs_r, Σs_r², Σs_r·e_r, Σs'_r, Σs'_r·s_r), s' at g−1: what ``step`` needs to correct the
-    sums for g−1's draws once they are known. ``tabs``: each other side's P with g−2, g−1
-    and g at the columns ``fs`` of an entity's row (the model passes (entities × 4) copies of
-    the three): a row reads one cache line of each other entity, not three columns. ``nxt``
-    false: the rows only take the pending draws."""
+    sums for g−1's draws once they are known. ``tabs``: each other side's P at g−2, g−1 and
+    g as columns 0, 1, 2 of an (entities × 3 or 4) table (the model's: side by side in an
+    entity's row for a small side, one cache line of each other entity a row; a transposed
+    view of three columns for a large one). ``nxt`` false: the rows only take the pending
+    draws."""
     e1, e2 = ents
     t1, t2 = tabs
-    f0, f1, f2 = fs
     for ent in range(lo, hi):
         da = dA[ent]
         db = dB[ent]
         if not nxt:
             for r in range(indptr[ent], indptr[ent + 1]):
-                e[r] -= da + db * _at(t1, e1[r], t2, e2[r], f0, two)
+                e[r] -= da + db * _at(t1, e1[r], t2, e2[r], 0, two)
             continue
         ee = 0.0
         s1 = 0.0
@@ -205,9 +205,9 @@ def _sums(lo, hi, indptr, e, ents, dA, dB, tabs, fs, acc, nxt, two):
         for r in range(indptr[ent], indptr[ent + 1]):
             i1 = e1[r]  # (once: the stores to e might alias them for the compiler)
             i2 = e2[r]
-            sq = _at(t1, i1, t2, i2, f1, two)
-            sc = _at(t1, i1, t2, i2, f2, two)
-            er = e[r] - (da + db * _at(t1, i1, t2, i2, f0, two))
+            sq = _at(t1, i1, t2, i2, 1, two)
+            sc = _at(t1, i1, t2, i2, 2, two)
+            er = e[r] - (da + db * _at(t1, i1, t2, i2, 0, two))
             e[r] = er
             ee += er
             s1 += sc
@@ -334,13 +334,13 @@ def _draws(linear: bool, two: bool):
                         e[lo + r] = ev[r]
 
     @numba.njit(parallel=True, fastmath=True, nogil=True, cache=True)
-    def sums(blocks, indptr, e, ents, dA, dB, tabs, fs, acc):
+    def sums(blocks, indptr, e, ents, dA, dB, tabs, acc):
         """``_sums`` of the first factor, the entities cut into ``blocks`` (in parallel)."""
         for t in numba.prange(len(blocks) - 1):
-            _sums(blocks[t], blocks[t + 1], indptr, e, ents, dA, dB, tabs, fs, acc, True, two)
+            _sums(blocks[t], blocks[t + 1], indptr, e, ents, dA, dB, tabs, acc, True, two)
 
     @numba.njit(parallel=True, fastmath=True, nogil=True, cache=True)
-    def step(blocks, indptr, e, ents, dA, dB, tabs, fs, nxt, acc_next, acc, Pf, x, T, col, lam, mu, alpha, z, st,
+    def step(blocks, indptr, e, ents, dA, dB, tabs, nxt, acc_next, acc, Pf, x, T, col, lam, mu, alpha, z, st,
              tindptr, tents, imp, ilam, imu, zi):
         """Factor f of a side with an implicit block, on all cores at once: task 0 draws
         the one-hot column f from ``acc`` (``_sums`` of f, taken before f−1's implicit
@@ -362,7 +362,7 @@ def _draws(linear: bool, two: bool):
                     _draw(ent, c, acc[ent, 2], acc[ent, 3], ee, se, Pf, x, T, col, lam, mu, alpha, z, st, False)
                 _implicit(tindptr, tents, imp, col, ilam, imu, alpha, zi, st, False)
             else:
-                _sums(blocks[t - 1], blocks[t], indptr, e, ents, dA, dB, tabs, fs, acc_next, nxt, two)
+                _sums(blocks[t - 1], blocks[t], indptr, e, ents, dA, dB, tabs, acc_next, nxt, two)
 
     return grouped, implicit, apply, onehot, sums, step
 

@@ -136,8 +136,8 @@ def _implicit(tindptr, tents, T, col, lam, mu, alpha, z, st, linear):
     3,615 features over 487,515 entries: 3.7 ms a column serial against 2.6 ms, four
     accumulators 3.0 ms; a whole timesvdpp_flipped sweep 0.45 s against 0.31 s; the same
     sums up to floating-point reassociation). At Netflix scale the chain alone is 25-30%
-    faster too, and a whole sweep 94 s against 102 s before the changes of 2026-12-04
-    (docs/benchmarks.md, 2026-12-06)."""
+    faster too, and a whole sweep 94 s against 102 s (80 against 90 in the other order)
+    before the changes of 2026-12-04 (docs/benchmarks.md, 2026-12-06)."""
     for j in range(len(tindptr) - 1):
         theta = T[j, col]
         lo = tindptr[j]
